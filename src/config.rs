@@ -1,0 +1,183 @@
+//! Validated configuration: what the CLI's flags mean, checked once, as typed values.
+//! Components take these structs, never raw arguments. [`ConfigError`] messages name
+//! the flag and say what a valid value looks like.
+
+use crate::derive::metrics::Labels;
+use crate::derive::DeriveConfig;
+use crate::read::Inputs;
+use crate::sink::http::HttpConfig;
+use crate::sink::pushgateway::PushgatewayConfig;
+
+/// A flag value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Label names ptc-metrics writes itself; a group label may not reuse them.
+pub const RESERVED_LABELS: [&str; 8] = [
+    "size",
+    "outcome",
+    "resource",
+    "failure_type",
+    "file",
+    "test",
+    "le",
+    "job",
+];
+
+/// Checks a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not `__…`, not ours).
+pub fn check_label_name(name: &str, flag: &str) -> Result<(), ConfigError> {
+    let mut chars = name.chars();
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !ok_first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ConfigError(format!(
+            "{flag}: {name:?} is not a valid label name (letters, digits and _, not starting with a digit)"
+        )));
+    }
+    if name.starts_with("__") {
+        return Err(ConfigError(format!(
+            "{flag}: {name:?}: label names starting with __ are reserved by Prometheus"
+        )));
+    }
+    if RESERVED_LABELS.contains(&name) {
+        return Err(ConfigError(format!(
+            "{flag}: {name:?} is a label ptc-metrics sets itself; choose another name{}",
+            if name == "job" {
+                " (use --job for the job label)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// The group: `job` plus grouping labels, in the order they go into the URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    pub job: String,
+    pub grouping: Labels,
+}
+
+impl GroupConfig {
+    /// All labels every series carries (empty values dropped: empty means absent).
+    pub fn series_labels(&self) -> Labels {
+        let mut l = vec![("job".to_string(), self.job.clone())];
+        l.extend(self.grouping.iter().filter(|(_, v)| !v.is_empty()).cloned());
+        l
+    }
+}
+
+/// Where the exposition goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// `--dry-run`: print to stdout, push nothing.
+    DryRun,
+    Pushgateway {
+        gateway: PushgatewayConfig,
+        http: HttpConfig,
+        accumulate: bool,
+    },
+}
+
+/// `ptc-metrics push`.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    pub inputs: Inputs,
+    pub derive: DeriveConfig,
+    pub group: GroupConfig,
+    pub delivery: Delivery,
+    /// A delivery failure is a warning and exit 0.
+    pub soft_fail: bool,
+}
+
+/// `ptc-metrics delete`.
+#[derive(Debug, Clone)]
+pub struct DeleteConfig {
+    pub gateway: PushgatewayConfig,
+    pub http: HttpConfig,
+    pub soft_fail: bool,
+}
+
+/// Parses `10s`, `1.5s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * mult <= 86_400.0 => {
+            Ok(std::time::Duration::from_secs_f64(v * mult))
+        }
+        _ => Err(format!(
+            "{s:?} is not a duration; write e.g. 10s, 500ms or 2m"
+        )),
+    }
+}
+
+/// Parses `--buckets 0.1,0.5,1`: ascending, finite, positive.
+pub fn parse_buckets(s: &str) -> Result<Vec<f64>, ConfigError> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let x: f64 = part
+            .parse()
+            .map_err(|_| ConfigError(format!("--buckets: {part:?} is not a number")))?;
+        if !x.is_finite() || x <= 0.0 {
+            return Err(ConfigError(format!(
+                "--buckets: {part} must be a positive finite number (+Inf is added by itself)"
+            )));
+        }
+        if v.last().is_some_and(|l: &f64| *l >= x) {
+            return Err(ConfigError(format!(
+                "--buckets: bounds must be strictly ascending, {part} is not"
+            )));
+        }
+        v.push(x);
+    }
+    if v.is_empty() {
+        return Err(ConfigError(
+            "--buckets: give at least one bound, e.g. 0.1,1,10".into(),
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names() {
+        assert!(check_label_name("python_version", "--label").is_ok());
+        assert_eq!(
+            check_label_name("9x", "--label").unwrap_err().0,
+            "--label: \"9x\" is not a valid label name (letters, digits and _, not starting with a digit)"
+        );
+        assert!(check_label_name("__x", "--label").is_err());
+        assert!(check_label_name("a-b", "--label").is_err());
+        assert_eq!(
+            check_label_name("size", "--label").unwrap_err().0,
+            "--label: \"size\" is a label ptc-metrics sets itself; choose another name"
+        );
+    }
+
+    #[test]
+    fn durations_and_buckets() {
+        assert_eq!(parse_duration("10s").unwrap().as_millis(), 10_000);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("2").unwrap().as_millis(), 2000);
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_buckets("0.1, 1,10").unwrap(), vec![0.1, 1.0, 10.0]);
+        assert!(parse_buckets("1,0.5").is_err());
+        assert!(parse_buckets("1,inf").is_err());
+    }
+}

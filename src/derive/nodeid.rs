@@ -1,0 +1,200 @@
+//! pytest node ids ↔ JUnit `(classname, name)` and the plugin's ` [SIZE]` name label.
+//!
+//! Implements `_pytest.junitxml.mangle_test_address` as pytest 9.1.x and 9.2.x write it
+//! (FORMATS.md §1.3) and the label rule of FORMATS.md §2.8: only a trailing
+//! ` [SMALL|MEDIUM|LARGE|XLARGE]` whose base has balanced brackets is a label.
+
+use crate::model::Size;
+
+/// `(classname, name)` from a node id, pytest 9.1.x: split on the first `[`, then on `::`.
+pub fn mangle_9_1(nodeid: &str) -> (String, String) {
+    let (path, params) = match nodeid.find('[') {
+        Some(i) => (&nodeid[..i], &nodeid[i..]),
+        None => (nodeid, ""),
+    };
+    let mut names: Vec<String> = path.split("::").map(str::to_string).collect();
+    names[0] = module_path(&names[0]);
+    if let Some(last) = names.last_mut() {
+        last.push_str(params);
+    }
+    join(names)
+}
+
+/// `(classname, name)` from a node id, pytest 9.2.x (`NodeId.parse`): split on the first
+/// `::` first (a path never has its brackets read), then the tail at its first `[`.
+pub fn mangle_9_2(nodeid: &str) -> (String, String) {
+    let Some((path, tail)) = nodeid.split_once("::") else {
+        return join(vec![module_path(nodeid)]);
+    };
+    let (name_part, params) = match tail.find('[') {
+        Some(i) => (&tail[..i], Some(&tail[i + 1..])),
+        None => (tail, None),
+    };
+    let mut names = vec![module_path(path)];
+    names.extend(name_part.split("::").map(str::to_string));
+    if let Some(params) = params {
+        if let Some(last) = names.last_mut() {
+            last.push('[');
+            last.push_str(params.strip_suffix(']').unwrap_or(params));
+            last.push(']');
+        }
+    }
+    join(names)
+}
+
+fn module_path(path: &str) -> String {
+    let dotted = path.replace('/', ".");
+    match dotted.strip_suffix(".py") {
+        Some(s) => s.to_string(),
+        None => dotted,
+    }
+}
+
+fn join(mut names: Vec<String>) -> (String, String) {
+    let name = names.pop().unwrap_or_default();
+    (names.join("."), name)
+}
+
+/// Splits a trailing plugin label: `test_x[p] [SMALL]` → (`test_x[p]`, Some(Small)).
+/// A label is accepted only when the rest has balanced brackets (FORMATS.md §2.8).
+pub fn split_size_label(name: &str) -> (&str, Option<Size>) {
+    for (suffix, size) in [
+        (" [SMALL]", Size::Small),
+        (" [MEDIUM]", Size::Medium),
+        (" [LARGE]", Size::Large),
+        (" [XLARGE]", Size::Xlarge),
+    ] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if balanced(base) {
+                return (base, Some(size));
+            }
+        }
+    }
+    (name, None)
+}
+
+fn balanced(s: &str) -> bool {
+    let mut depth: i64 = 0;
+    for c in s.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// Removes `--junitprefix` from a classname: `PFX.tests.x` → `tests.x`, `PFX` → ``.
+pub fn strip_prefix<'a>(classname: &'a str, prefix: &str) -> &'a str {
+    if prefix.is_empty() {
+        return classname;
+    }
+    if classname == prefix {
+        return "";
+    }
+    match classname.strip_prefix(prefix) {
+        Some(rest) if rest.starts_with('.') => &rest[1..],
+        _ => classname,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(f: fn(&str) -> (String, String), id: &str) -> (String, String) {
+        f(id)
+    }
+
+    #[test]
+    fn formats_examples_both_versions() {
+        // FORMATS.md §1.3 table, written down by hand.
+        let cases = [
+            (
+                "tests/test_sizes.py::test_medium_function",
+                "tests.test_sizes",
+                "test_medium_function",
+            ),
+            (
+                "tests/test_sizes.py::TestMarkedClass::TestNested::test_nested_method",
+                "tests.test_sizes.TestMarkedClass.TestNested",
+                "test_nested_method",
+            ),
+            (
+                "tests/unit/test_deep.py::TestDeep::test_deep_pass",
+                "tests.unit.test_deep.TestDeep",
+                "test_deep_pass",
+            ),
+            (
+                "tests/test_params.py::test_awkward_ids[a::b]",
+                "tests.test_params",
+                "test_awkward_ids[a::b]",
+            ),
+            (
+                "tests/test_params.py::test_awkward_ids[fake [LARGE]]",
+                "tests.test_params",
+                "test_awkward_ids[fake [LARGE]]",
+            ),
+            ("tests/test_skip_module.py", "", "tests.test_skip_module"),
+            (
+                "broken/test_broken_import.py",
+                "",
+                "broken.test_broken_import",
+            ),
+            ("tests/p.py::t[br[ack]et]", "tests.p", "t[br[ack]et]"),
+        ];
+        for (id, cls, name) in cases {
+            for f in [mangle_9_1 as fn(&str) -> (String, String), mangle_9_2] {
+                assert_eq!(m(f, id), (cls.to_string(), name.to_string()), "{id}");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_differ_when_the_path_has_a_bracket() {
+        let id = "tests/test[1].py::test_a";
+        assert_eq!(mangle_9_2(id), ("tests.test[1]".into(), "test_a".into()));
+        // 9.1 splits at the first `[`, inside the path.
+        assert_eq!(
+            mangle_9_1(id),
+            ("".into(), "tests.test[1].py::test_a".into())
+        );
+    }
+
+    #[test]
+    fn label_split() {
+        assert_eq!(
+            split_size_label("test_a [SMALL]"),
+            ("test_a", Some(Size::Small))
+        );
+        assert_eq!(
+            split_size_label("test_awkward_ids[fake [LARGE]] [SMALL]"),
+            ("test_awkward_ids[fake [LARGE]]", Some(Size::Small))
+        );
+        // 9.2: a param id that merely contains a fake label is not labelled.
+        assert_eq!(
+            split_size_label("test_awkward_ids[fake [LARGE]]"),
+            ("test_awkward_ids[fake [LARGE]]", None)
+        );
+        // Unbalanced base: an unsized test whose param ends in " [LARGE]".
+        assert_eq!(
+            split_size_label("test_x[a [LARGE]"),
+            ("test_x[a [LARGE]", None)
+        );
+        assert_eq!(split_size_label("test_b[SMALL]"), ("test_b[SMALL]", None));
+    }
+
+    #[test]
+    fn prefix() {
+        assert_eq!(strip_prefix("PFX.tests.x", "PFX"), "tests.x");
+        assert_eq!(strip_prefix("PFX", "PFX"), "");
+        assert_eq!(strip_prefix("PFXtests", "PFX"), "PFXtests");
+        assert_eq!(strip_prefix("tests.x", ""), "tests.x");
+    }
+}

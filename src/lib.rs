@@ -1,0 +1,16 @@
+//! ptc-metrics: pytest + pytest-test-categories reports in, Prometheus metrics out.
+//!
+//! The pipeline, one module per stage:
+//! [`read`] (JUnit XML, size report, coverage) → [`model`] (one run) →
+//! [`derive`] (pure: METRICS.md rules) → [`encode`] (text 0.0.4) → [`sink`] (delivery).
+//! [`cli`] and [`config`] turn flags into validated settings; [`app`] is the glue.
+
+pub mod app;
+pub mod ci_env;
+pub mod cli;
+pub mod config;
+pub mod derive;
+pub mod encode;
+pub mod model;
+pub mod read;
+pub mod sink;
