@@ -411,7 +411,7 @@ impl PushArgs {
                 ));
             };
             Delivery::Pushgateway {
-                gateway: PushgatewayConfig {
+                gateway: Box::new(PushgatewayConfig {
                     url,
                     job: group.job.clone(),
                     grouping: group.grouping.clone(),
@@ -420,7 +420,7 @@ impl PushArgs {
                         MethodArg::Post => PushMethod::Post,
                     },
                     gzip: !self.no_gzip,
-                },
+                }),
                 http,
                 accumulate: !self.no_accumulate,
             }

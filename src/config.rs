@@ -76,7 +76,7 @@ pub enum Delivery {
     /// `--dry-run`: print to stdout, push nothing.
     DryRun,
     Pushgateway {
-        gateway: PushgatewayConfig,
+        gateway: Box<PushgatewayConfig>,
         http: HttpConfig,
         accumulate: bool,
     },

@@ -341,3 +341,6 @@ pub fn test_label(id: &str) -> String {
     let cut: String = id.chars().take(200).collect();
     format!("{cut}~{:08x}", fnv1a(id.as_bytes()) as u32)
 }
+
+#[cfg(test)]
+mod fixture_tests;

@@ -90,11 +90,10 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
                     stack.push(name);
                 }
             }
-            Event::End(_) => {
-                if stack.pop().as_deref() == Some(b"class") {
-                    class_file = None;
-                }
+            Event::End(_) if stack.pop().as_deref() == Some(b"class") => {
+                class_file = None;
             }
+            Event::End(_) => {}
             Event::Eof => {
                 if !seen_root {
                     return Err(ReadError::plain(

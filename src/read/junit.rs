@@ -217,8 +217,19 @@ fn close(
 
 fn attr_str(a: &quick_xml::events::attributes::Attribute<'_>) -> Result<String, String> {
     a.unescape_value().map(|v| v.into_owned()).map_err(|e| {
+        let e = e.to_string();
+        // quick-xml says "at 1..2: …" about the value; the position is already shown.
+        let e = match e.split_once(": ") {
+            Some((at, rest)) if at.starts_with("at ") => rest.to_string(),
+            _ => e,
+        };
+        let hint = if e.contains("unrecognized entity") {
+            " (entities declared in a DTD are never expanded)"
+        } else {
+            ""
+        };
         format!(
-            "bad value of attribute {}: {e}",
+            "bad value of attribute {}: {e}{hint}",
             String::from_utf8_lossy(a.key.as_ref())
         )
     })

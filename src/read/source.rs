@@ -237,6 +237,20 @@ fn xml_root(mut s: &[u8]) -> Kind {
                 Some(i) => s = &s[i + 3..],
                 None => return Kind::OtherXml,
             }
+        } else if s.starts_with(b"<!DOCTYPE") || s.starts_with(b"<!doctype") {
+            // An internal subset `[ … ]` holds markup of its own.
+            let gt = find(s, b">");
+            let open = find(s, b"[");
+            let end = match (open, gt) {
+                (Some(o), Some(g)) if o < g => {
+                    find(&s[o..], b"]").and_then(|c| find(&s[o + c..], b">").map(|g2| o + c + g2))
+                }
+                _ => gt,
+            };
+            match end {
+                Some(i) => s = &s[i + 1..],
+                None => return Kind::OtherXml,
+            }
         } else if s.starts_with(b"<!") {
             match find(s, b">") {
                 Some(i) => s = &s[i + 1..],
@@ -283,6 +297,10 @@ mod tests {
             Kind::Coverage
         );
         assert_eq!(sniff_bytes(b"<html>"), Kind::OtherXml);
+        assert_eq!(
+            sniff_bytes(b"<!DOCTYPE t [<!ENTITY a \"x\"><!ENTITY b \"&a;\">]>\n<testsuites>"),
+            Kind::Junit
+        );
         assert_eq!(sniff_bytes(b"  {\n  \"version\": \"1.2.2\""), Kind::Json);
         assert_eq!(sniff_bytes(b"$ pytest -q\n...."), Kind::Text);
         assert_eq!(sniff_bytes(b""), Kind::Empty);

@@ -135,7 +135,7 @@ pub fn totals_from_api(v: &Value, group: &BTreeMap<String, String>) -> Option<To
         let have: BTreeMap<String, String> = labels
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .filter(|(k, v)| !v.is_empty() && !(k == "instance" && !group.contains_key("instance")))
+            .filter(|(k, v)| !v.is_empty() && (k != "instance" || group.contains_key("instance")))
             .collect();
         &have == group
     })?;

@@ -1,0 +1,410 @@
+//! CLI behaviour: dry runs of every fixture through `promtool check metrics`, the exact
+//! text of user-facing errors, and the documented exit codes.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use support::{cli, promtool_check_metrics};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn run(args: &[&str]) -> Output {
+    cli()
+        .args(args)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .env_remove("JENKINS_URL")
+        .env_remove("CIRCLECI")
+        .env_remove("BUILDKITE")
+        .env_remove("TF_BUILD")
+        .output()
+        .expect("run ptc-metrics")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp_file(name: &str, content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(name);
+    std::fs::write(&p, content).unwrap();
+    (d, p)
+}
+
+#[test]
+fn dry_run_of_every_junit_fixture_passes_promtool() {
+    let mut checked = 0;
+    for v in ["pytest-9.2", "pytest-9.1"] {
+        let dir = fixtures().join(v);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().to_string();
+                n.starts_with("junit-") && n.ends_with(".xml")
+            })
+            .collect();
+        files.sort();
+        assert!(
+            files.len() >= 10,
+            "{v}: only {} JUnit fixtures",
+            files.len()
+        );
+        for f in files {
+            let f = f.to_string_lossy().to_string();
+            let mut args = vec![
+                "push",
+                f.as_str(),
+                "--dry-run",
+                "--project",
+                "sample",
+                "--branch",
+                "feature/x",
+            ];
+            // Pair each JUnit file with the size report of the same run where there is one.
+            let json = f.replace("junit-", "size-report-").replace(".xml", ".json");
+            let json = if f.ends_with("junit-xunit2.xml") {
+                dir.join("size-report.json").to_string_lossy().to_string()
+            } else {
+                json
+            };
+            if Path::new(&json).exists() {
+                args.push("--size-report");
+                args.push(&json);
+            }
+            let cov = dir.join("coverage.xml").to_string_lossy().to_string();
+            args.extend(["--coverage", cov.as_str(), "--per-test-slower-than", "0.5"]);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(0), "{f}: {}", stderr(&o));
+            let text = stdout(&o);
+            assert!(text.contains("# TYPE pytest_tests gauge\n"), "{f}");
+            assert!(text.contains("branch=\"feature/x\""), "{f}");
+            promtool_check_metrics(&text);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20);
+}
+
+#[test]
+fn dry_run_values_for_the_primary_fixture() {
+    let d = fixtures().join("pytest-9.2");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--size-report",
+        d.join("size-report.json").to_str().unwrap(),
+        "--dry-run",
+        "--project",
+        "shop",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = stdout(&o);
+    // Hand-checked against fixtures/EXPECTED.md.
+    for line in [
+        "pytest_tests{job=\"pytest\",outcome=\"passed\",project=\"shop\",size=\"small\"} 42\n",
+        "pytest_tests{job=\"pytest\",outcome=\"failed\",project=\"shop\",size=\"small\"} 15\n",
+        "pytest_tests{job=\"pytest\",outcome=\"skipped\",project=\"shop\",size=\"unsized\"} 1\n",
+        "pytest_timing_violations{job=\"pytest\",project=\"shop\",size=\"small\"} 3\n",
+        "pytest_baseline_violations{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
+        "pytest_flaky_tests{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
+        "pytest_runs_total{job=\"pytest\",project=\"shop\"} 1\n",
+        "ci_test_failures_total{failure_type=\"timing_violation\",job=\"pytest\",project=\"shop\"} 4\n",
+        "pytest_test_duration_seconds_bucket{job=\"pytest\",outcome=\"passed\",project=\"shop\",size=\"small\",le=\"+Inf\"} 42\n",
+    ] {
+        assert!(t.contains(line), "missing {line:?} in\n{t}");
+    }
+    assert!(!t.contains("test_coverage_percentage"));
+    assert_eq!(
+        stderr(&o),
+        "dry run: 90 tests, 14 families; nothing pushed\n"
+    );
+}
+
+#[test]
+fn coverage_percentage_is_exact_not_the_rounded_line_rate() {
+    let d = fixtures().join("pytest-9.2");
+    let cov = std::fs::read_to_string(d.join("coverage.xml")).unwrap();
+    let attr = |k: &str| -> f64 {
+        let i = cov.find(&format!(" {k}=\"")).unwrap() + k.len() + 3;
+        cov[i..].split('"').next().unwrap().parse().unwrap()
+    };
+    let expected = attr("lines-covered") / attr("lines-valid") * 100.0;
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--coverage",
+        d.join("coverage.xml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let t = stdout(&o);
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("test_coverage_percentage{"))
+        .unwrap();
+    let got: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
+}
+
+#[test]
+fn unknown_sizes_are_explained_once() {
+    let d = fixtures().join("pytest-9.2");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stderr(&o),
+        "warning: no size source: 87 test(s) have size \"unknown\". Have pytest write the plugin's report \
+         (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json\n\
+         dry run: 90 tests, 14 families; nothing pushed\n"
+    );
+}
+
+#[test]
+fn malformed_xml_names_file_line_and_column() {
+    let (_d, p) = tmp_file("r.xml", b"<?xml version=\"1.0\"?>\n<testsuites>\n<testsuite name=\"x\">\n<testcase name=\"a\" time=\"0.1\"></testsuite>\n");
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}:4:31: malformed XML: ill-formed document: expected `</testcase>`, but `</testsuite>` was found\n",
+            p.display()
+        )
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn truncated_xml() {
+    let (_d, p) = tmp_file("r.xml", b"<testsuites><testsuite name=\"x\"><testcase name=\"a\" time=\"0.1\"/><testcase name=\"b\"");
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.starts_with(&format!("error: {}:1:", p.display())), "{e}");
+    assert!(
+        e.contains("malformed XML") || e.contains("unexpected end of file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_root_empty_and_binary_files() {
+    let (_d, p) = tmp_file("r.xml", b"<?xml version=\"1.0\"?>\n<html><body/></html>\n");
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>); expected a JUnit XML report\n",
+            p.display()
+        )
+    );
+    let (_d2, p) = tmp_file("empty.xml", b"");
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: is empty; expected a JUnit XML report\n",
+            p.display()
+        )
+    );
+    let (_d3, p) = tmp_file("bin.xml", b"\x7fELF\x02\x01\x01\x00\x00\x00\x00");
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: is a binary file, not text; expected a JUnit XML report\n",
+            p.display()
+        )
+    );
+    let o = run(&["push", "/nonexistent/r.xml", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), "error: /nonexistent/r.xml: no such file\n");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["push", dir.path().to_str().unwrap(), "--dry-run"]);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: is a directory: give the report file inside it\n",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn json_size_report_with_wrong_types() {
+    let d = fixtures().join("pytest-9.2");
+    let (_t, p) = tmp_file("size.json", b"{\n  \"version\": \"1.2.2\",\n  \"tests\": [\n    {\"name\": \"a.py::t\", \"size\": \"small\", \"duration\": \"fast\", \"violations\": []}\n  ]\n}\n");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--size-report",
+        p.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}:4:59: not a pytest-test-categories size report: invalid type: string \"fast\", expected f64\n",
+            p.display()
+        )
+    );
+    let (_t2, p) = tmp_file("size.json", b"{\"tests\": [");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--size-report",
+        p.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}:1:11: truncated JSON size report: EOF while parsing a list\n",
+            p.display()
+        )
+    );
+}
+
+#[test]
+fn dtd_entities_are_not_expanded_and_no_file_is_read() {
+    let doc = b"<?xml version=\"1.0\"?>\n<!DOCTYPE t [<!ENTITY x SYSTEM \"file:///etc/passwd\"><!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]>\n<testsuites><testsuite name=\"s\"><testcase classname=\"c\" name=\"&x;\" time=\"1\"/></testsuite></testsuites>\n";
+    let (_d, p) = tmp_file("r.xml", doc);
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(
+        e,
+        format!(
+            "error: {}:3:33: bad value of attribute name: unrecognized entity `x` (entities declared in a DTD are never expanded)\n",
+            p.display()
+        )
+    );
+    assert!(!e.contains("root:"), "{e}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = run(&["push", "r.xml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: no destination: give --gateway URL (or PTC_METRICS_GATEWAY), or --dry-run to print the metrics\n"
+    );
+    let o = run(&["push", "r.xml", "--dry-run", "--label", "le=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --label: \"le\" is a label ptc-metrics sets itself; choose another name\n"
+    );
+    let o = run(&["push", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Exit status: 0 success"));
+}
+
+#[test]
+fn flags_also_come_from_the_environment() {
+    let d = fixtures().join("pytest-9.2");
+    let o = cli()
+        .args(["push", d.join("junit-xunit2.xml").to_str().unwrap()])
+        .env("PTC_METRICS_DRY_RUN", "true")
+        .env("PTC_METRICS_PROJECT", "from-env")
+        .env("PTC_METRICS_SIZE_REPORT", d.join("size-report.json"))
+        .env("PTC_METRICS_LABELS", "os=linux,python_version=3.12")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = stdout(&o);
+    assert!(t.contains("pytest_runs_total{job=\"pytest\",os=\"linux\",project=\"from-env\",python_version=\"3.12\"} 1\n"), "{t}");
+}
+
+#[test]
+fn ci_environment_is_detected_and_flags_win() {
+    let d = fixtures().join("pytest-9.2");
+    let o = cli()
+        .args([
+            "push",
+            d.join("junit-xunit2.xml").to_str().unwrap(),
+            "--dry-run",
+            "--branch",
+            "override",
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REPOSITORY", "acme/shop")
+        .env("GITHUB_REF_NAME", "main")
+        .env("GITHUB_HEAD_REF", "")
+        .env("GITHUB_JOB", "tests")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("pytest_runs_total{branch=\"override\",ci_job=\"tests\",job=\"pytest\",project=\"acme/shop\"} 1\n"));
+}
+
+#[test]
+fn delivery_failure_exit_3_and_soft_fail() {
+    let d = fixtures().join("pytest-9.2");
+    let port = support::free_port();
+    let gw = format!("http://user:s3cret@127.0.0.1:{port}");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--gateway",
+        &gw,
+        "--retries",
+        "1",
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = stderr(&o);
+    assert!(!e.contains("s3cret"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "error: GET http://user:***@127.0.0.1:{port}/api/v1/metrics: cannot connect"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("after 2 attempt(s); check the URL and that the server is up (use --soft-fail to keep the job green when metrics cannot be delivered)\n"), "{e}");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--gateway",
+        &gw,
+        "--retries",
+        "0",
+        "--soft-fail",
+        "--bearer-token",
+        "tok3n",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert!(e.starts_with("warning: no size source"), "{e}");
+    assert!(
+        e.contains("warning: metrics not pushed (--soft-fail): GET http://user:***@127.0.0.1:"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret") && !e.contains("tok3n"), "{e}");
+    // Bad input is not a delivery failure: --soft-fail does not hide it.
+    let o = run(&["push", "/nonexistent.xml", "--gateway", &gw, "--soft-fail"]);
+    assert_eq!(o.status.code(), Some(2));
+}
