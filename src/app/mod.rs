@@ -1,0 +1,73 @@
+//! The glue: runs a command's pipeline top to bottom (read → derive → encode →
+//! deliver) and maps failures to the documented exit codes. One file per command.
+
+mod push;
+
+pub use push::{delete, push};
+
+use std::io::Write;
+
+use crate::config::ConfigError;
+use crate::read::ReadError;
+use crate::sink::http::DeliveryError;
+
+/// Documented exit statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// A bug: please report it.
+    Internal = 1,
+    /// Bad flags or an input that cannot be read.
+    Usage = 2,
+    /// The metrics could not be delivered (after retries).
+    Delivery = 3,
+}
+
+/// Maps an error to its exit status by the typed error inside it.
+pub fn exit_for(e: &anyhow::Error) -> Exit {
+    for cause in e.chain() {
+        if cause.is::<ReadError>() || cause.is::<ConfigError>() {
+            return Exit::Usage;
+        }
+        if cause.is::<DeliveryError>() {
+            return Exit::Delivery;
+        }
+    }
+    Exit::Internal
+}
+
+/// Entry point behind `main`: parses, validates, runs, and returns the exit status.
+pub fn main() -> i32 {
+    use clap::Parser;
+    let cli = match crate::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage as i32
+            } else {
+                Exit::Ok as i32
+            };
+        }
+    };
+    let ci = crate::ci_env::detect(&|k| std::env::var(k).ok());
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let result = match cli.command {
+        crate::cli::Command::Push(a) => a
+            .into_config(&ci)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| push(&c, &mut out, &mut err)),
+        crate::cli::Command::Delete(a) => a
+            .into_config(&ci)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| delete(&c, &mut err)),
+    };
+    match result {
+        Ok(()) => Exit::Ok as i32,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            exit_for(&e) as i32
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `push` and `delete`: arguments and their validation into `PushConfig`/`DeleteConfig`.
+
+use clap::{Args, ValueEnum};
+
+use super::{DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
+use crate::ci_env::CiContext;
+use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig};
+use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MethodArg {
+    /// Replace the whole group.
+    Put,
+    /// Replace only the metric names pushed.
+    Post,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub group: GroupArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub derive: DeriveArgs,
+    /// Print the exposition to stdout and push nothing.
+    #[arg(long, env = "PTC_METRICS_DRY_RUN")]
+    pub dry_run: bool,
+    /// HTTP method of the push.
+    #[arg(long, value_enum, env = "PTC_METRICS_METHOD", default_value = "put")]
+    pub method: MethodArg,
+    /// Push this run's cumulative values alone instead of adding them to the group's.
+    #[arg(long, env = "PTC_METRICS_NO_ACCUMULATE")]
+    pub no_accumulate: bool,
+    /// Send the body uncompressed (for Pushgateway older than 1.5).
+    #[arg(long, env = "PTC_METRICS_NO_GZIP")]
+    pub no_gzip: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub group: GroupArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+impl PushArgs {
+    pub fn into_config(self, ci: &CiContext) -> Result<PushConfig, ConfigError> {
+        let inputs = self.input.inputs()?;
+        let derive = self.derive.config()?;
+        let group = self.group.config(ci)?;
+        let http = self.gateway.http()?;
+        let url = self.gateway.gateway_url()?;
+        let delivery = if self.dry_run {
+            Delivery::DryRun
+        } else {
+            let Some(url) = url else {
+                return Err(ConfigError(
+                    "no destination: give --gateway URL (or PTC_METRICS_GATEWAY), or --dry-run to print the metrics".into(),
+                ));
+            };
+            Delivery::Pushgateway {
+                gateway: Box::new(PushgatewayConfig {
+                    url,
+                    job: group.job.clone(),
+                    grouping: group.grouping.clone(),
+                    method: match self.method {
+                        MethodArg::Put => PushMethod::Put,
+                        MethodArg::Post => PushMethod::Post,
+                    },
+                    gzip: !self.no_gzip,
+                }),
+                http,
+                accumulate: !self.no_accumulate,
+            }
+        };
+        Ok(PushConfig {
+            inputs,
+            derive,
+            group,
+            delivery,
+            soft_fail: self.gateway.soft_fail,
+        })
+    }
+}
+
+impl DeleteArgs {
+    pub fn into_config(self, ci: &CiContext) -> Result<DeleteConfig, ConfigError> {
+        let group = self.group.config(ci)?;
+        let http = self.gateway.http()?;
+        let Some(url) = self.gateway.gateway_url()? else {
+            return Err(ConfigError(
+                "no Pushgateway: give --gateway URL (or PTC_METRICS_GATEWAY)".into(),
+            ));
+        };
+        Ok(DeleteConfig {
+            gateway: PushgatewayConfig {
+                url,
+                job: group.job,
+                grouping: group.grouping,
+                method: PushMethod::Put,
+                gzip: false,
+            },
+            http,
+            soft_fail: self.gateway.soft_fail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn push(args: &[&str]) -> Result<PushConfig, ConfigError> {
+        let mut v = vec!["ptc-metrics", "push"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_parse_from(v).unwrap();
+        match cli.command {
+            Command::Push(p) => p.into_config(&CiContext::default()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_become_config() {
+        let c = push(&[
+            "r.xml",
+            "--gateway",
+            "http://gw:9091",
+            "--project",
+            "app",
+            "--label",
+            "os=linux",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.group.grouping,
+            vec![
+                ("project".into(), "app".into()),
+                ("os".into(), "linux".into())
+            ]
+        );
+        let Delivery::Pushgateway {
+            gateway,
+            accumulate,
+            ..
+        } = c.delivery
+        else {
+            panic!()
+        };
+        assert!(accumulate);
+        assert_eq!(
+            gateway.group_path(),
+            "/metrics/job/pytest/project/app/os/linux"
+        );
+    }
+
+    #[test]
+    fn exact_errors() {
+        assert_eq!(
+            push(&["r.xml"]).unwrap_err().0,
+            "no destination: give --gateway URL (or PTC_METRICS_GATEWAY), or --dry-run to print the metrics"
+        );
+        assert_eq!(
+            push(&["r.xml", "--dry-run", "--label", "novalue"])
+                .unwrap_err()
+                .0,
+            "--label: \"novalue\" is not of the form name=value"
+        );
+        assert_eq!(
+            push(&["r.xml", "--gateway", "ftp://x"]).unwrap_err().0,
+            "--gateway: ftp://x/ must be an http:// or https:// URL"
+        );
+        assert_eq!(
+            push(&["r.xml", "--gateway", "http://u:pw@", "--dry-run"]).unwrap_err().0,
+            "--gateway: \"http://***@\" is not a URL (empty host); write e.g. http://pushgateway:9091"
+        );
+        assert_eq!(
+            push(&["--dry-run"]).unwrap_err().0,
+            "no report given: pass the JUnit XML file(s) pytest wrote with --junitxml"
+        );
+    }
+
+    #[test]
+    fn ci_detection_fills_in_but_flags_win() {
+        let ci = CiContext {
+            provider: Some("github-actions"),
+            project: Some("acme/shop".into()),
+            branch: Some("main".into()),
+            job: Some("tests".into()),
+            ..CiContext::default()
+        };
+        let cli = Cli::try_parse_from([
+            "ptc-metrics",
+            "push",
+            "r.xml",
+            "--dry-run",
+            "--branch",
+            "dev",
+        ])
+        .unwrap();
+        let Command::Push(p) = cli.command else {
+            panic!()
+        };
+        let c = p.into_config(&ci).unwrap();
+        assert_eq!(
+            c.group.grouping,
+            vec![
+                ("project".into(), "acme/shop".into()),
+                ("branch".into(), "dev".into()),
+                ("ci_job".into(), "tests".into())
+            ]
+        );
+    }
+}
