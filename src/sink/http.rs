@@ -228,7 +228,12 @@ impl HttpClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let text = read_body(resp);
+                    let limit = if status.is_success() {
+                        MAX_ANSWER
+                    } else {
+                        MAX_ERROR_BODY
+                    };
+                    let text = read_body(resp, limit);
                     if status.is_success() {
                         return Ok(Answer { status, body: text });
                     }
@@ -285,10 +290,15 @@ impl HttpClient {
     }
 }
 
-fn read_body(resp: reqwest::blocking::Response) -> String {
+/// The largest successful answer read (the Pushgateway's `/api/v1/metrics` holds every group).
+const MAX_ANSWER: u64 = 1 << 30;
+/// Error bodies are shown to the user: the start is enough.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+fn read_body(resp: reqwest::blocking::Response, limit: u64) -> String {
     use std::io::Read;
     let mut buf = Vec::new();
-    let _ = resp.take(64 * 1024).read_to_end(&mut buf);
+    let _ = resp.take(limit).read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
 
