@@ -325,10 +325,50 @@ pub fn display_id(key: &str, rec: &TestRecord) -> String {
         return entry.node_id.clone();
     }
     let (classname, name) = split_key(key);
+    if let Some(file) = &rec.file {
+        // xunit1: `file` + the classes left of the module path give pytest's node id.
+        let module = file.strip_suffix(".py").unwrap_or(file).replace('/', ".");
+        if let Some(rest) = classname.strip_prefix(module.as_str()) {
+            if rest.is_empty() || rest.starts_with('.') {
+                let mut id = file.clone();
+                for class in rest.split('.').filter(|c| !c.is_empty()) {
+                    id.push_str("::");
+                    id.push_str(class);
+                }
+                id.push_str("::");
+                id.push_str(name);
+                return id;
+            }
+        }
+    }
     if classname.is_empty() {
         name.to_string()
     } else {
         format!("{classname}::{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_ids() {
+        let rec = TestRecord {
+            file: Some("tests/unit/test_deep.py".into()),
+            ..TestRecord::default()
+        };
+        let key = test_key("tests.unit.test_deep.TestDeep.TestInner", "test_x[a.b]");
+        assert_eq!(
+            display_id(&key, &rec),
+            "tests/unit/test_deep.py::TestDeep::TestInner::test_x[a.b]"
+        );
+        let plain = TestRecord::default();
+        assert_eq!(display_id(&test_key("tests.a", "t"), &plain), "tests.a::t");
+        assert_eq!(
+            display_id(&test_key("", "tests.skipped_module"), &plain),
+            "tests.skipped_module"
+        );
     }
 }
 
