@@ -29,8 +29,12 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if cause.is::<ReadError>() || cause.is::<ConfigError>() {
             return Exit::Usage;
         }
-        if cause.is::<DeliveryError>() {
-            return Exit::Delivery;
+        if let Some(d) = cause.downcast_ref::<DeliveryError>() {
+            // A CA file that cannot be used is a usage error, not a failed delivery.
+            return match d {
+                DeliveryError::Setup(_) => Exit::Usage,
+                _ => Exit::Delivery,
+            };
         }
     }
     Exit::Internal
