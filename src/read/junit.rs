@@ -620,3 +620,126 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146097 + doe - 719468
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_str(doc: &str) -> Result<(Vec<CaseElement>, FileSuite), ReadError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(doc.as_bytes()).unwrap();
+        let mut cases = Vec::new();
+        let s = read(f.path(), |c| cases.push(c))?;
+        Ok((cases, s))
+    }
+
+    #[test]
+    fn nested_suites_bare_root_and_surefire_children() {
+        let doc = r#"<?xml version="1.0"?>
+<testsuites>
+  <testsuite name="outer" time="2.5" timestamp="2026-01-02T03:04:05">
+    <testsuite name="inner" time="2.0" timestamp="2026-01-02T03:04:00Z">
+      <testcase classname="a.B" name="t1" time="0.5">
+        <flakyFailure message="boom"><stackTrace>x</stackTrace></flakyFailure>
+        <rerunFailure message="boom"/>
+        <system-out><![CDATA[ <not markup> ]]></system-out>
+      </testcase>
+    </testsuite>
+    <!-- a comment -->
+    <testcase classname="a.B" name="t2" time="1,000.5"><properties><property name="k" value="v"/></properties></testcase>
+  </testsuite>
+  <testsuite name="second" time="1.5"><testcase name="t3"/></testsuite>
+</testsuites>"#;
+        let (cases, s) = read_str(doc).unwrap();
+        assert_eq!(cases.len(), 3);
+        assert_eq!(cases[0].rerun_children, 2);
+        assert_eq!(cases[0].result.outcome(), crate::model::Outcome::Passed);
+        assert_eq!(cases[1].time, 1000.5);
+        assert_eq!(cases[2].classname, "");
+        // Outermost suites only: 2.5 + 1.5.
+        assert_eq!(s.duration_seconds, 4.0);
+        assert_eq!(s.earliest_timestamp, Some(1767323040.0));
+        let (cases, _) = read_str(r#"<testsuite name="x"><testcase classname="c" name="n" time="0.1"><skipped type="pytest.xfail" message="m"/></testcase></testsuite>"#).unwrap();
+        assert_eq!(cases[0].result.outcome(), crate::model::Outcome::Xfailed);
+    }
+
+    #[test]
+    fn failure_text_lines_in_text_cdata_and_message() {
+        let doc = "<testsuite><testcase classname=\"c\" name=\"slow\" time=\"1.2\"><failure>\n\
+            ======\n[TC006] Timing Violation\n======\nTest: c.py::slow\nCategory: SMALL\n</failure></testcase>\
+            <testcase classname=\"c\" name=\"quoted\" time=\"0\"><failure message=\"assert '[TC006] Timing Violation' in x\">\
+            E   assert '[TC006] Timing Violation' in x\nCategory: LARGE\n</failure></testcase>\
+            <testcase classname=\"c\" name=\"cdata\" time=\"0\"><failure><![CDATA[\n[TC008] Performance Baseline Violation\r\nCategory: MEDIUM\n]]></failure></testcase>\
+            <testcase classname=\"c\" name=\"herm\" time=\"0\"><failure message=\"pytest_test_categories.exceptions.SubprocessViolationError: &#10;===&#10;[TC003] Subprocess Violation&#10;Category: SMALL\">E   trace</failure></testcase>\
+            <testcase classname=\"c\" name=\"slowxfail\" time=\"1.1\"><skipped message=\"xfail-marked test passes unexpectedly\">None</skipped></testcase>\
+            </testsuite>";
+        let (c, _) = read_str(doc).unwrap();
+        assert!(c[0].marks.timing && c[0].marks.category == Some(Size::Small));
+        // Quoting the code is not a violation, and a Category line without a TC header is ignored.
+        assert!(!c[1].marks.timing && c[1].marks.category.is_none());
+        assert!(c[2].marks.baseline && c[2].marks.category == Some(Size::Medium));
+        assert_eq!(c[3].marks.hermeticity, Some(Resource::Process));
+        assert_eq!(c[3].marks.category, Some(Size::Small));
+        assert_eq!(c[4].result.outcome(), crate::model::Outcome::Failed);
+    }
+
+    #[test]
+    fn teardown_only_error_is_flagged() {
+        let doc = r#"<testsuite><testcase classname="c" name="t" time="0.1"><failure message="x">x</failure></testcase><testcase classname="c" name="t" time="0.2"><error message="failed on teardown with &quot;E&quot;">tb</error></testcase></testsuite>"#;
+        let (c, _) = read_str(doc).unwrap();
+        assert!(!c[0].teardown_error_only);
+        assert!(c[1].teardown_error_only);
+    }
+
+    #[test]
+    fn huge_captured_output_is_streamed_not_held() {
+        // 64 MiB of system-out in 1 MiB lines is streamed past the parser (peak memory is
+        // measured by the hostile-input and benchmark runs, not here).
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(f, "<testsuites><testsuite name=\"s\"><testcase classname=\"c\" name=\"n\" time=\"1\"><system-out>").unwrap();
+        let chunk = "x".repeat(1 << 20);
+        for _ in 0..64 {
+            writeln!(f, "{chunk}").unwrap();
+        }
+        write!(f, "</system-out><failure>{chunk}\n[TC006] Timing Violation\n</failure></testcase></testsuite></testsuites>").unwrap();
+        let mut cases = Vec::new();
+        read(f.path(), |c| cases.push(c)).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert!(cases[0].marks.timing);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            parse_timestamp("2026-11-26T13:24:20.118122+00:00"),
+            Some(1795699460.118122)
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-26T13:24:20+01:00"),
+            Some(1795695860.0)
+        );
+        assert_eq!(parse_timestamp("2026-11-26T13:24:20Z"), Some(1795699460.0));
+        assert_eq!(parse_timestamp("2026-11-26 13:24:20"), Some(1795699460.0));
+        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("2026-13-26T13:24:20"), None);
+    }
+
+    #[test]
+    fn errors_name_the_position() {
+        let e = read_str("<testsuites>\n<testsuite>\n<testcase classname=\"c\" time=\"1\"/>\n</testsuite></testsuites>").unwrap_err();
+        assert_eq!(e.position, Some((3, 1)));
+        assert_eq!(e.message, "<testcase> has no name attribute");
+        let e =
+            read_str("<testsuite><testcase name=\"n\" time=\"fast\"/></testsuite>").unwrap_err();
+        assert_eq!(
+            e.message,
+            "testcase time=\"fast\" is not a duration in seconds"
+        );
+        let e = read_str("<testsuites><testsuite><testcase name=\"n\">").unwrap_err();
+        assert_eq!(
+            e.message,
+            "unexpected end of file: 3 element(s) still open (the report is truncated?)"
+        );
+    }
+}
