@@ -53,6 +53,9 @@ declare -A PKG_OF=(
     [prometheus-alertmanager]=prometheus-alertmanager
     [amtool]=prometheus-alertmanager
     [victoria-metrics]=victoria-metrics
+    [systemd-analyze]=systemd
+    [node]=nodejs
+    [npm]=npm
 )
 have_bin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/bin/$1" ]; }
 missing_pkgs=()
@@ -63,6 +66,11 @@ for bin in "${!PKG_OF[@]}"; do
         [[ " ${missing_pkgs[*]-} " == *" $pkg "* ]] || missing_pkgs+=("$pkg")
     fi
 done
+# The alert/example tests read YAML with Debian's python3 (python3-yaml).
+if ! /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; then
+    echo "missing python module: yaml (package python3-yaml)"
+    missing_pkgs+=(python3-yaml)
+fi
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
     if [ "${PTC_SKIP_INSTALL:-0}" = 1 ]; then
         echo "PTC_SKIP_INSTALL=1: not installing ${missing_pkgs[*]}" >&2
@@ -119,6 +127,17 @@ cargo clippy --all-targets --locked -- -D warnings
 section_done
 
 # ---------------------------------------------------------------------------
+# Grafana's dashboard types (@grafana/schema + typescript, pinned in
+# dashboards/check/package-lock.json) for tests/dashboards.rs.
+section "dashboard type-check dependencies: npm ci (dashboards/check/)"
+if [ -d dashboards/check ]; then
+    (cd dashboards/check && npm ci --no-audit --no-fund)
+    section_done
+else
+    skip "dashboards/check/ not present"
+fi
+
+# ---------------------------------------------------------------------------
 section "cargo test --all-targets --locked"
 if [ -z "${RUST_TEST_THREADS:-}" ]; then
     n=$(nproc 2>/dev/null || echo 2)
@@ -146,26 +165,6 @@ if [ -f fixtures/check_drift.py ]; then
     section_done
 else
     skip "fixtures/check_drift.py not present"
-fi
-
-# ---------------------------------------------------------------------------
-# HOOK: dashboard schema check: npm (owner: dashboards). Runs only once
-# dashboards/check/ exists. Default: `npm ci` + `npm test` in that directory;
-# replace with the real command when it lands.
-section "dashboard schema check: npm (dashboards/check/)"
-if [ -d dashboards/check ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        echo "npm not found: install Node.js/npm (Debian: apt-get install -y --no-install-recommends nodejs npm)" >&2
-        exit 1
-    fi
-    (
-        cd dashboards/check
-        if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
-        npm test
-    )
-    section_done
-else
-    skip "dashboards/check/ not present"
 fi
 
 # ---------------------------------------------------------------------------
