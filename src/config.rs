@@ -2,11 +2,14 @@
 //! Components take these structs, never raw arguments. [`ConfigError`] messages name
 //! the flag and say what a valid value looks like.
 
+use crate::derive::inspect::CollectConfig;
 use crate::derive::metrics::Labels;
 use crate::derive::DeriveConfig;
 use crate::read::Inputs;
+use crate::render::{Format, TerminalConfig};
 use crate::sink::http::HttpConfig;
 use crate::sink::pushgateway::PushgatewayConfig;
+use crate::sink::textfile::TextfileConfig;
 
 /// A flag value that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -75,11 +78,21 @@ impl GroupConfig {
 pub enum Delivery {
     /// `--dry-run`: print to stdout, push nothing.
     DryRun,
-    Pushgateway {
-        gateway: Box<PushgatewayConfig>,
-        http: HttpConfig,
+    /// `--gateway` and/or `--textfile` (at least one is set). Each destination adds this run
+    /// to its own previous cumulative values (the group's, the file's) unless `accumulate`
+    /// is off (`--no-accumulate`).
+    Sinks {
+        pushgateway: Option<PushgatewaySink>,
+        textfile: Option<TextfileConfig>,
         accumulate: bool,
     },
+}
+
+/// The Pushgateway destination of a push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushgatewaySink {
+    pub gateway: Box<PushgatewayConfig>,
+    pub http: HttpConfig,
 }
 
 /// `ptc-metrics push`.
@@ -91,6 +104,18 @@ pub struct PushConfig {
     pub delivery: Delivery,
     /// A delivery failure is a warning and exit 0.
     pub soft_fail: bool,
+    /// `--archive DIR`: keep a copy of the reports and a run.json for `backfill`.
+    pub archive: Option<crate::backfill::archive::ArchiveConfig>,
+}
+
+/// `ptc-metrics inspect`.
+#[derive(Debug, Clone)]
+pub struct InspectConfig {
+    pub inputs: Inputs,
+    pub derive: DeriveConfig,
+    pub collect: CollectConfig,
+    pub format: Format,
+    pub terminal: TerminalConfig,
 }
 
 /// `ptc-metrics delete`.

@@ -3,9 +3,11 @@
 //! The pipeline, one module per stage:
 //! [`read`] (JUnit XML, size report, coverage) → [`model`] (one run) →
 //! [`derive`] (pure: METRICS.md rules) → [`encode`] (text 0.0.4) → [`sink`] (delivery).
+//! `inspect` renders the derived facts for people instead ([`render`]: terminal, JSON).
 //! [`cli`] and [`config`] turn flags into validated settings; [`app`] is the glue.
 
 pub mod app;
+pub mod backfill;
 pub mod ci_env;
 pub mod cli;
 pub mod config;
@@ -13,4 +15,5 @@ pub mod derive;
 pub mod encode;
 pub mod model;
 pub mod read;
+pub mod render;
 pub mod sink;

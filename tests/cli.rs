@@ -306,7 +306,7 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
-        "error: no destination: give --gateway URL (or PTC_METRICS_GATEWAY), or --dry-run to print the metrics\n"
+        "error: no destination: give --gateway URL (or PTC_METRICS_GATEWAY), --textfile PATH, or --dry-run to print the metrics\n"
     );
     let o = run(&["push", "r.xml", "--dry-run", "--label", "le=1"]);
     assert_eq!(o.status.code(), Some(2));

@@ -1,6 +1,8 @@
 //! Delivery faults a real Pushgateway does not produce on demand, injected by a small
 //! scripted HTTP server on loopback: 5xx then success, 429 with Retry-After, 400 (never
-//! retried), a dropped connection, and a server that accepts and never answers.
+//! retried), a dropped connection, a server that accepts and never answers, one that
+//! answers a byte at a time, a refused connection, and a push whose answer is lost (sent
+//! again, identical: nothing is counted twice).
 
 mod support;
 
@@ -21,6 +23,8 @@ enum Reply {
     Drop,
     /// Keep the connection open and say nothing.
     Hang,
+    /// Answer `200 OK`, one byte every 200 ms, for at most 20 s.
+    Trickle,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +74,20 @@ fn fake(script: Vec<Reply>) -> Fake {
                     thread::spawn(move || {
                         thread::sleep(Duration::from_secs(30));
                         drop(s);
+                    });
+                }
+                Reply::Trickle => {
+                    thread::spawn(move || {
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{EMPTY_API}",
+                            EMPTY_API.len()
+                        );
+                        for b in answer.bytes().take(100) {
+                            if s.write_all(&[b]).is_err() {
+                                return;
+                            }
+                            thread::sleep(Duration::from_millis(200));
+                        }
                     });
                 }
             }
@@ -278,4 +296,54 @@ fn support_push_env(url: &str, k: &str, v: &str) -> (Option<i32>, String, Durati
         String::from_utf8_lossy(&o.stderr).into_owned(),
         t.elapsed(),
     )
+}
+
+#[test]
+fn a_refused_connection_is_retried_and_bounded() {
+    // A port nobody listens on: bind, note it, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, err, took) = push(&url, &["--retries", "2"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(err.contains("after 3 attempt(s)"), "{err}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn a_slow_trickle_times_out() {
+    // Headers arrive a byte every 200 ms: the whole-request timeout ends each attempt.
+    let f = fake(vec![Reply::Trickle, Reply::Trickle]);
+    let (code, err, took) = push(&f.url, &["--retries", "1", "--timeout", "1s"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert!(err.contains("after 2 attempt(s)"), "{err}");
+    // Two attempts of 1 s plus at most one capped backoff.
+    assert!(took < Duration::from_secs(8), "{took:?}");
+}
+
+#[test]
+fn a_push_whose_answer_is_lost_is_sent_again_unchanged() {
+    // The gateway takes the PUT but the answer never arrives: the retry sends the same
+    // body, and the group's totals are read once, so nothing is counted twice.
+    let f = fake(vec![
+        Reply::Status(200, EMPTY_API, vec![]),
+        Reply::Drop,
+        Reply::Status(200, "", vec![]),
+    ]);
+    let (code, err, _) = push(&f.url, &["--retries", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    let seen = f.seen.lock().unwrap().clone();
+    let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "PUT", "PUT"]);
+    let (a, b) = (gunzip(&seen[1].body), gunzip(&seen[2].body));
+    assert_eq!(a, b);
+    assert!(
+        b.contains("pytest_runs_total{job=\"pytest\",project=\"p\"} 1\n"),
+        "{b}"
+    );
 }

@@ -1,8 +1,12 @@
 //! The glue: runs a command's pipeline top to bottom (read → derive → encode →
 //! deliver) and maps failures to the documented exit codes. One file per command.
 
+mod backfill;
+mod inspect;
 mod push;
 
+pub use backfill::{backfill, SkippedRuns};
+pub use inspect::inspect;
 pub use push::{delete, push};
 
 use std::io::Write;
@@ -21,6 +25,8 @@ pub enum Exit {
     Usage = 2,
     /// The metrics could not be delivered (after retries).
     Delivery = 3,
+    /// `backfill`: some runs could not be read and were skipped; the others were delivered.
+    Skipped = 4,
 }
 
 /// Maps an error to its exit status by the typed error inside it.
@@ -28,6 +34,14 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
     for cause in e.chain() {
         if cause.is::<ReadError>() || cause.is::<ConfigError>() {
             return Exit::Usage;
+        }
+        if cause.is::<crate::sink::textfile::TextfileError>()
+            || cause.is::<crate::sink::openmetrics_file::FileError>()
+        {
+            return Exit::Delivery;
+        }
+        if cause.is::<SkippedRuns>() {
+            return Exit::Skipped;
         }
         if let Some(d) = cause.downcast_ref::<DeliveryError>() {
             // A CA file that cannot be used is a usage error, not a failed delivery.
@@ -66,6 +80,17 @@ pub fn main() -> i32 {
             .into_config(&ci)
             .map_err(anyhow::Error::from)
             .and_then(|c| delete(&c, &mut err)),
+        crate::cli::Command::Inspect(a) => {
+            use std::io::IsTerminal;
+            let tty = std::io::stdout().is_terminal();
+            a.into_config(&|k| std::env::var(k).ok(), tty)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| inspect(&c, &mut out, &mut err))
+        }
+        crate::cli::Command::Backfill(a) => a
+            .into_config()
+            .map_err(anyhow::Error::from)
+            .and_then(|c| backfill(&c, &mut out, &mut err)),
     };
     match result {
         Ok(()) => Exit::Ok as i32,

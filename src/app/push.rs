@@ -1,29 +1,44 @@
-//! `push` and `delete`: read → derive → encode → Pushgateway (or stdout with `--dry-run`).
+//! `push` and `delete`: read → derive → encode → Pushgateway and/or node_exporter textfile
+//! (or stdout with `--dry-run`).
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
 
 use super::{exit_for, Exit};
-use crate::config::{DeleteConfig, Delivery, PushConfig};
+use crate::config::{DeleteConfig, Delivery, PushConfig, PushgatewaySink};
+use crate::derive::metrics::{self, Labels};
+use crate::derive::summarize;
 use crate::derive::totals::Totals;
-use crate::derive::{metrics, summarize};
+use crate::derive::Summary;
 use crate::encode::text;
-use crate::read::read_run;
+use crate::read::{read_run_with, ReadOptions};
 use crate::sink::http::HttpClient;
 use crate::sink::pushgateway;
+use crate::sink::textfile::{self, TextfileConfig};
 
 /// `ptc-metrics push`.
 pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<()> {
-    let run = read_run(&cfg.inputs)?;
+    // Test ids only when per-test series need them: a test then costs ~50 bytes, not ~100.
+    let opts = ReadOptions {
+        test_ids: cfg.derive.per_test.enabled(),
+    };
+    let run = read_run_with(&cfg.inputs, opts)?;
     let summary = summarize(&run, &cfg.derive, None);
     for n in &summary.notes {
         let _ = writeln!(stderr, "warning: {n}");
     }
-    let mut totals = Totals::of_run(&summary);
+    if let Some(a) = &cfg.archive {
+        // Before delivery, so that a run the destination did not take is archived all the same.
+        let dir =
+            crate::backfill::archive::archive_run(a, &cfg.inputs, &cfg.group, summary.timestamp)
+                .map_err(|e| crate::config::ConfigError(e.to_string()))?;
+        let _ = writeln!(stderr, "archived the run in {}", dir.display());
+    }
     let labels = cfg.group.series_labels();
     match &cfg.delivery {
         Delivery::DryRun => {
+            let totals = Totals::of_run(&summary);
             let fams = metrics::families(&summary, &totals, &labels);
             let body = text::encode(&fams).context("encoding the exposition")?;
             stdout
@@ -37,53 +52,115 @@ pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
             );
             Ok(())
         }
-        Delivery::Pushgateway {
-            gateway,
-            http,
+        Delivery::Sinks {
+            pushgateway,
+            textfile,
             accumulate,
         } => {
-            let outcome = (|| -> Result<usize> {
-                let client = HttpClient::new(http.clone())?;
-                if *accumulate {
-                    if let Some(prev) = pushgateway::read_totals(&client, gateway)? {
-                        if let Err(e) = totals.add(&prev) {
-                            let _ = writeln!(
-                                stderr,
-                                "warning: {e}; the duration histogram starts again from this run"
-                            );
-                            let mut without = prev.clone();
-                            without.durations.clear();
-                            totals = Totals::of_run(&summary);
-                            totals
-                                .add(&without)
-                                .map_err(|e| anyhow::anyhow!(e))
-                                .context("adding the group's totals")?;
-                        }
+            // Each destination is tried even when the other failed; they are independent.
+            let mut failures = Vec::new();
+            if let Some(tf) = textfile {
+                match to_textfile(tf, &summary, &labels, *accumulate, stderr) {
+                    Ok(n) => {
+                        let _ = writeln!(
+                            stderr,
+                            "wrote {} tests ({n} families) to {}",
+                            summary.total_tests(),
+                            tf.path.display()
+                        );
                     }
+                    Err(e) => failures.push(("written", e)),
                 }
-                let fams = metrics::families(&summary, &totals, &labels);
-                let body = text::encode(&fams).context("encoding the exposition")?;
-                pushgateway::push(&client, gateway, &body)?;
-                Ok(fams.len())
-            })();
-            match outcome {
-                Ok(n) => {
-                    let _ = writeln!(
-                        stderr,
-                        "pushed {} tests ({n} families) to {}",
-                        summary.total_tests(),
-                        crate::sink::http::redact(&gateway.group_url())
-                    );
-                    Ok(())
-                }
-                Err(e) if cfg.soft_fail && exit_for(&e) == Exit::Delivery => {
-                    let _ = writeln!(stderr, "warning: metrics not pushed (--soft-fail): {e:#}");
-                    Ok(())
-                }
-                Err(e) => Err(e),
             }
+            if let Some(gw) = pushgateway {
+                match to_gateway(gw, &summary, &labels, *accumulate, stderr) {
+                    Ok(n) => {
+                        let _ = writeln!(
+                            stderr,
+                            "pushed {} tests ({n} families) to {}",
+                            summary.total_tests(),
+                            crate::sink::http::redact(&gw.gateway.group_url())
+                        );
+                    }
+                    Err(e) => failures.push(("pushed", e)),
+                }
+            }
+            let mut last: Option<anyhow::Error> = None;
+            for (verb, e) in failures {
+                if cfg.soft_fail && exit_for(&e) == Exit::Delivery {
+                    let _ = writeln!(stderr, "warning: metrics not {verb} (--soft-fail): {e:#}");
+                } else if let Some(earlier) = last.replace(e) {
+                    let _ = writeln!(stderr, "error: {earlier:#}");
+                }
+            }
+            last.map_or(Ok(()), Err)
         }
     }
+}
+
+/// This run's totals plus `prev`. When the duration buckets changed, the histogram cannot be
+/// added: it starts again from this run, with a warning, and the counters still add up.
+fn add_previous(summary: &Summary, prev: &Totals, stderr: &mut dyn Write) -> Result<Totals> {
+    let mut totals = Totals::of_run(summary);
+    if let Err(e) = totals.add(prev) {
+        let _ = writeln!(
+            stderr,
+            "warning: {e}; the duration histogram starts again from this run"
+        );
+        let mut without = prev.clone();
+        without.durations.clear();
+        totals = Totals::of_run(summary);
+        totals
+            .add(&without)
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("adding the previous totals")?;
+    }
+    Ok(totals)
+}
+
+/// Pushes to the gateway, adding the group's totals first. Returns the number of families.
+fn to_gateway(
+    gw: &PushgatewaySink,
+    summary: &Summary,
+    labels: &Labels,
+    accumulate: bool,
+    stderr: &mut dyn Write,
+) -> Result<usize> {
+    let client = HttpClient::new(gw.http.clone())?;
+    let mut totals = Totals::of_run(summary);
+    if accumulate {
+        if let Some(prev) = pushgateway::read_totals(&client, &gw.gateway)? {
+            totals = add_previous(summary, &prev, stderr)?;
+        }
+    }
+    let fams = metrics::families(summary, &totals, labels);
+    let body = text::encode(&fams).context("encoding the exposition")?;
+    pushgateway::push(&client, &gw.gateway, &body)?;
+    Ok(fams.len())
+}
+
+/// Writes the textfile, adding the previous file's totals first. Returns the number of families.
+fn to_textfile(
+    tf: &TextfileConfig,
+    summary: &Summary,
+    labels: &Labels,
+    accumulate: bool,
+    stderr: &mut dyn Write,
+) -> Result<usize> {
+    let mut totals = Totals::of_run(summary);
+    if accumulate {
+        let prev = textfile::read_previous(tf, labels)?;
+        for w in &prev.warnings {
+            let _ = writeln!(stderr, "warning: {w}");
+        }
+        if let Some(p) = &prev.totals {
+            totals = add_previous(summary, p, stderr)?;
+        }
+    }
+    let fams = metrics::families(summary, &totals, labels);
+    let body = text::encode(&fams).context("encoding the exposition")?;
+    textfile::write(tf, &body)?;
+    Ok(fams.len())
 }
 
 /// `ptc-metrics delete`.

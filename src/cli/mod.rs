@@ -3,8 +3,12 @@
 //! turn into the validated structs of `crate::config` (`into_config`); the argument
 //! groups several commands share (inputs, derivation, group labels, HTTP) live here.
 
+mod backfill;
+mod inspect;
 mod push;
 
+pub use backfill::{BackfillArgs, ProgressArg};
+pub use inspect::{ColorArg, FormatArg, InspectArgs};
 pub use push::{DeleteArgs, MethodArg, PushArgs};
 
 use std::path::PathBuf;
@@ -24,7 +28,8 @@ use crate::sink::http::{Auth, HttpConfig, Secret};
     version,
     about = "Turn pytest JUnit XML and pytest-test-categories reports into Prometheus metrics",
     after_help = "Exit status: 0 success; 1 internal error; 2 bad usage or unreadable input; \
-                  3 delivery failed after retries (0 with --soft-fail)."
+                  3 delivery failed after retries (0 with --soft-fail); 4 backfill: some runs \
+                  could not be read and were skipped, the others were delivered."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,9 +39,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read a run's reports and push its metrics to a Pushgateway (or print them with --dry-run).
-    Push(PushArgs),
+    Push(Box<PushArgs>),
     /// Delete a group from the Pushgateway.
     Delete(DeleteArgs),
+    /// Show a run in the terminal (or as JSON): sizes against the plugin's targets, outcomes,
+    /// violations, slow, flaky and near-limit tests, hermeticity, coverage. No server needed.
+    Inspect(InspectArgs),
+    /// Turn archived runs (directories, globs) into history with each run's own timestamp,
+    /// exactly once: Prometheus remote write, an OpenMetrics file for promtool, or the newest
+    /// run of each group to a Pushgateway.
+    Backfill(Box<BackfillArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,14 @@
 //! `push` and `delete`: arguments and their validation into `PushConfig`/`DeleteConfig`.
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
 use super::{DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
 use crate::ci_env::CiContext;
-use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig};
+use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink};
 use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
+use crate::sink::textfile::TextfileConfig;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum MethodArg {
@@ -37,6 +40,15 @@ pub struct PushArgs {
     /// Send the body uncompressed (for Pushgateway older than 1.5).
     #[arg(long, env = "PTC_METRICS_NO_GZIP")]
     pub no_gzip: bool,
+    /// Write the metrics to this file for node_exporter's textfile collector (a name ending
+    /// in .prom, in its --collector.textfile.directory), alone or as well as --gateway. The
+    /// file is replaced atomically; cumulative series continue from its previous values.
+    #[arg(long, value_name = "PATH", env = "PTC_METRICS_TEXTFILE")]
+    pub textfile: Option<PathBuf>,
+    /// Also copy the run's reports into a new directory under DIR, with a run.json holding
+    /// its project, branch, labels, timestamp, commit and CI run id, for `ptc-metrics backfill DIR`.
+    #[arg(long, value_name = "DIR", env = "PTC_METRICS_ARCHIVE")]
+    pub archive: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -54,37 +66,80 @@ impl PushArgs {
         let group = self.group.config(ci)?;
         let http = self.gateway.http()?;
         let url = self.gateway.gateway_url()?;
+        let textfile = self.textfile.as_deref().map(textfile_config).transpose()?;
         let delivery = if self.dry_run {
             Delivery::DryRun
         } else {
-            let Some(url) = url else {
+            if url.is_none() && textfile.is_none() {
                 return Err(ConfigError(
-                    "no destination: give --gateway URL (or PTC_METRICS_GATEWAY), or --dry-run to print the metrics".into(),
+                    "no destination: give --gateway URL (or PTC_METRICS_GATEWAY), --textfile PATH, or --dry-run to print the metrics".into(),
                 ));
-            };
-            Delivery::Pushgateway {
-                gateway: Box::new(PushgatewayConfig {
-                    url,
-                    job: group.job.clone(),
-                    grouping: group.grouping.clone(),
-                    method: match self.method {
-                        MethodArg::Put => PushMethod::Put,
-                        MethodArg::Post => PushMethod::Post,
-                    },
-                    gzip: !self.no_gzip,
+            }
+            Delivery::Sinks {
+                pushgateway: url.map(|url| PushgatewaySink {
+                    gateway: Box::new(PushgatewayConfig {
+                        url,
+                        job: group.job.clone(),
+                        grouping: group.grouping.clone(),
+                        method: match self.method {
+                            MethodArg::Put => PushMethod::Put,
+                            MethodArg::Post => PushMethod::Post,
+                        },
+                        gzip: !self.no_gzip,
+                    }),
+                    http,
                 }),
-                http,
+                textfile,
                 accumulate: !self.no_accumulate,
             }
         };
+        let archive = self.archive.map(|dir| {
+            let ci = if self.group.no_ci_detect {
+                CiContext::default()
+            } else {
+                ci.clone()
+            };
+            crate::backfill::archive::ArchiveConfig {
+                dir,
+                commit: ci.commit,
+                run_id: ci.run_id,
+                ci_provider: ci.provider.map(str::to_string),
+            }
+        });
         Ok(PushConfig {
             inputs,
             derive,
             group,
             delivery,
             soft_fail: self.gateway.soft_fail,
+            archive,
         })
     }
+}
+
+/// `--textfile PATH`: a file name node_exporter's textfile collector will read (`*.prom`).
+fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .filter(|n| !n.is_empty());
+    let Some(name) = name else {
+        return Err(ConfigError(format!(
+            "--textfile: {:?} is not a file name; write e.g. /var/lib/node_exporter/textfile/pytest.prom",
+            p.display().to_string()
+        )));
+    };
+    if !name.ends_with(".prom") || name.starts_with('.') {
+        return Err(ConfigError(format!(
+            "--textfile: {:?} would be ignored: node_exporter's textfile collector reads only files \
+             named *.prom (not hidden); write e.g. {}",
+            p.display().to_string(),
+            p.with_file_name("pytest.prom").display()
+        )));
+    }
+    Ok(TextfileConfig {
+        path: p.to_path_buf(),
+    })
 }
 
 impl DeleteArgs {
@@ -145,17 +200,17 @@ mod tests {
                 ("os".into(), "linux".into())
             ]
         );
-        let Delivery::Pushgateway {
-            gateway,
+        let Delivery::Sinks {
+            pushgateway: Some(gw),
+            textfile: None,
             accumulate,
-            ..
         } = c.delivery
         else {
             panic!()
         };
         assert!(accumulate);
         assert_eq!(
-            gateway.group_path(),
+            gw.gateway.group_path(),
             "/metrics/job/pytest/project/app/os/linux"
         );
     }
@@ -164,7 +219,7 @@ mod tests {
     fn exact_errors() {
         assert_eq!(
             push(&["r.xml"]).unwrap_err().0,
-            "no destination: give --gateway URL (or PTC_METRICS_GATEWAY), or --dry-run to print the metrics"
+            "no destination: give --gateway URL (or PTC_METRICS_GATEWAY), --textfile PATH, or --dry-run to print the metrics"
         );
         assert_eq!(
             push(&["r.xml", "--dry-run", "--label", "novalue"])
@@ -216,5 +271,48 @@ mod tests {
                 ("ci_job".into(), "tests".into())
             ]
         );
+    }
+
+    #[test]
+    fn textfile_alone_or_with_a_gateway() {
+        let c = push(&["r.xml", "--textfile", "/var/lib/nx/pytest.prom"]).unwrap();
+        let Delivery::Sinks {
+            pushgateway: None,
+            textfile: Some(t),
+            accumulate: true,
+        } = c.delivery
+        else {
+            panic!("{:?}", c.delivery)
+        };
+        assert_eq!(t.path, std::path::Path::new("/var/lib/nx/pytest.prom"));
+        let c = push(&[
+            "r.xml",
+            "--textfile",
+            "pytest.prom",
+            "--gateway",
+            "http://gw:9091",
+            "--no-accumulate",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.delivery,
+            Delivery::Sinks {
+                pushgateway: Some(_),
+                textfile: Some(_),
+                accumulate: false
+            }
+        ));
+        assert_eq!(
+            push(&["r.xml", "--textfile", "/tmp/metrics.txt"]).unwrap_err().0,
+            "--textfile: \"/tmp/metrics.txt\" would be ignored: node_exporter's textfile collector \
+             reads only files named *.prom (not hidden); write e.g. /tmp/pytest.prom"
+        );
+        assert_eq!(
+            push(&["r.xml", "--textfile", "/"]).unwrap_err().0,
+            "--textfile: \"/\" is not a file name; write e.g. /var/lib/node_exporter/textfile/pytest.prom"
+        );
+        // --dry-run writes nothing, whatever else is given.
+        let c = push(&["r.xml", "--textfile", "x.prom", "--dry-run"]).unwrap();
+        assert_eq!(c.delivery, Delivery::DryRun);
     }
 }

@@ -4,11 +4,12 @@
 //! violations and counts them; [`metrics`] turns a summary plus running totals into
 //! Prometheus metric families.
 
+pub mod inspect;
 pub mod metrics;
 pub mod nodeid;
 pub mod totals;
 
-use crate::model::{display_id, Coverage, FailureType, Outcome, Resource, Run, Size, TestRecord};
+use crate::model::{Coverage, FailureType, Outcome, Resource, Run, Size, TestRecord};
 
 /// How to derive; every field has a CLI flag.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,8 +134,9 @@ impl Summary {
     }
 }
 
-/// Derives the facts of one test (METRICS.md §1–2).
-pub fn test_facts(key: &str, rec: &TestRecord, run: &Run, cfg: &DeriveConfig) -> TestFacts {
+/// Derives the facts of one test (METRICS.md §1–2). `id` becomes [`TestFacts::id`]
+/// (see [`TestRef::id`](crate::model::TestRef::id); `summarize` spells it only when needed).
+pub fn test_facts(rec: &TestRecord, id: String, run: &Run, cfg: &DeriveConfig) -> TestFacts {
     let size = resolve_size(rec, run);
     let outcome = rec.outcome();
     let report = rec.report.as_ref();
@@ -158,7 +160,7 @@ pub fn test_facts(key: &str, rec: &TestRecord, run: &Run, cfg: &DeriveConfig) ->
         _ => None,
     };
     TestFacts {
-        id: display_id(key, rec),
+        id,
         size,
         outcome,
         duration,
@@ -234,8 +236,14 @@ pub fn summarize(
         ..Summary::default()
     };
     let mut per_test: Vec<(String, Size, f64)> = Vec::new();
-    for (key, rec) in &run.tests {
-        let f = test_facts(key, rec, run, cfg);
+    // Ids cost an allocation per test: spelled only for the callback and per-test series.
+    let all_ids = facts.is_some() || cfg.per_test.sample_rate.is_some();
+    for t in run.tests.iter() {
+        let rec = t.record();
+        let mut f = test_facts(&rec, String::new(), run, cfg);
+        if all_ids || cfg.per_test.slower_than.is_some_and(|s| f.duration >= s) {
+            f.id = t.id();
+        }
         let (si, oi) = (f.size.index(), f.outcome.index());
         s.tests[si][oi] += 1;
         let h = &mut s.durations[si][oi];
@@ -295,6 +303,15 @@ pub fn summarize(
             "no size source: {unknown} test(s) have size \"unknown\". Have pytest write the plugin's report \
              (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json"
         ));
+    }
+    if let Some(c) = &run.coverage {
+        if c.uncovered.len() > cfg.max_coverage_files {
+            s.notes.push(format!(
+                "{} files have uncovered lines; keeping the {} with the most (--max-coverage-files)",
+                c.uncovered.len(),
+                cfg.max_coverage_files
+            ));
+        }
     }
     if run.report_misses > 0 {
         s.notes.push(format!(

@@ -8,51 +8,96 @@ use crate::model::Size;
 
 /// `(classname, name)` from a node id, pytest 9.1.x: split on the first `[`, then on `::`.
 pub fn mangle_9_1(nodeid: &str) -> (String, String) {
+    let (mut c, mut n) = (String::new(), String::new());
+    mangle_9_1_into(nodeid, &mut c, &mut n);
+    (c, n)
+}
+
+/// [`mangle_9_1`] into reused buffers (no allocation once they are large enough).
+pub fn mangle_9_1_into(nodeid: &str, classname: &mut String, name: &mut String) {
+    classname.clear();
+    name.clear();
     let (path, params) = match nodeid.find('[') {
         Some(i) => (&nodeid[..i], &nodeid[i..]),
         None => (nodeid, ""),
     };
-    let mut names: Vec<String> = path.split("::").map(str::to_string).collect();
-    names[0] = module_path(&names[0]);
-    if let Some(last) = names.last_mut() {
-        last.push_str(params);
+    match split_sep(path) {
+        None => push_module_path(name, path),
+        Some((module, tail)) => {
+            push_module_path(classname, module);
+            name.push_str(push_classes(classname, tail));
+        }
     }
-    join(names)
+    name.push_str(params);
 }
 
 /// `(classname, name)` from a node id, pytest 9.2.x (`NodeId.parse`): split on the first
 /// `::` first (a path never has its brackets read), then the tail at its first `[`.
 pub fn mangle_9_2(nodeid: &str) -> (String, String) {
-    let Some((path, tail)) = nodeid.split_once("::") else {
-        return join(vec![module_path(nodeid)]);
+    let (mut c, mut n) = (String::new(), String::new());
+    mangle_9_2_into(nodeid, &mut c, &mut n);
+    (c, n)
+}
+
+/// [`mangle_9_2`] into reused buffers (no allocation once they are large enough).
+pub fn mangle_9_2_into(nodeid: &str, classname: &mut String, name: &mut String) {
+    classname.clear();
+    name.clear();
+    let Some((path, tail)) = split_sep(nodeid) else {
+        push_module_path(name, nodeid);
+        return;
     };
-    let (name_part, params) = match tail.find('[') {
+    let (name_part, params) = match memchr::memchr(b'[', tail.as_bytes()) {
         Some(i) => (&tail[..i], Some(&tail[i + 1..])),
         None => (tail, None),
     };
-    let mut names = vec![module_path(path)];
-    names.extend(name_part.split("::").map(str::to_string));
+    push_module_path(classname, path);
+    name.push_str(push_classes(classname, name_part));
     if let Some(params) = params {
-        if let Some(last) = names.last_mut() {
-            last.push('[');
-            last.push_str(params.strip_suffix(']').unwrap_or(params));
-            last.push(']');
+        name.push('[');
+        name.push_str(params.strip_suffix(']').unwrap_or(params));
+        name.push(']');
+    }
+}
+
+/// Appends `A.B` of `A::B::last` to `classname` (each after a `.`), returns `last`.
+fn push_classes<'a>(classname: &mut String, names: &'a str) -> &'a str {
+    let mut rest = names;
+    while let Some((class, tail)) = split_sep(rest) {
+        classname.push('.');
+        classname.push_str(class);
+        rest = tail;
+    }
+    rest
+}
+
+/// `a::b::c` → (`a`, `b::c`): `split_once("::")` without a substring searcher.
+fn split_sep(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b':', &b[from..]) {
+        let i = from + i;
+        if b.get(i + 1) == Some(&b':') {
+            return Some((&s[..i], &s[i + 2..]));
         }
+        from = i + 1;
     }
-    join(names)
+    None
 }
 
-fn module_path(path: &str) -> String {
-    let dotted = path.replace('/', ".");
-    match dotted.strip_suffix(".py") {
-        Some(s) => s.to_string(),
-        None => dotted,
+/// Appends `tests/a/b.py` as `tests.a.b`.
+fn push_module_path(out: &mut String, path: &str) {
+    let start = out.len();
+    let mut rest = path;
+    while let Some(i) = memchr::memchr(b'/', rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        out.push('.');
+        rest = &rest[i + 1..];
     }
-}
-
-fn join(mut names: Vec<String>) -> (String, String) {
-    let name = names.pop().unwrap_or_default();
-    (names.join("."), name)
+    out.push_str(rest);
+    if out[start..].ends_with(".py") {
+        out.truncate(out.len() - 3);
+    }
 }
 
 /// Splits a trailing plugin label: `test_x[p] [SMALL]` → (`test_x[p]`, Some(Small)).

@@ -20,7 +20,11 @@ pub struct HistTotal {
 }
 
 /// Values of the cumulative families, keyed by their label values.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Serializable (the backfill state file keeps them between invocations): the maps with
+/// tuple keys are written as lists of entries, since JSON object keys must be strings.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "TotalsRepr", from = "TotalsRepr")]
 pub struct Totals {
     pub runs: f64,
     /// `(size, outcome)` → tests.
@@ -119,6 +123,79 @@ impl Totals {
     }
 }
 
+/// The serialized form of [`Totals`]: `(size, outcome)` maps as lists of entries.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TotalsRepr {
+    runs: f64,
+    tests: Vec<TestsEntry>,
+    durations: Vec<DurationsEntry>,
+    timing: BTreeMap<String, f64>,
+    failures: BTreeMap<String, f64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TestsEntry {
+    size: String,
+    outcome: String,
+    value: f64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DurationsEntry {
+    size: String,
+    outcome: String,
+    #[serde(flatten)]
+    hist: HistTotal,
+}
+
+impl From<Totals> for TotalsRepr {
+    fn from(t: Totals) -> Self {
+        TotalsRepr {
+            runs: t.runs,
+            tests: t
+                .tests
+                .into_iter()
+                .map(|((size, outcome), value)| TestsEntry {
+                    size,
+                    outcome,
+                    value,
+                })
+                .collect(),
+            durations: t
+                .durations
+                .into_iter()
+                .map(|((size, outcome), hist)| DurationsEntry {
+                    size,
+                    outcome,
+                    hist,
+                })
+                .collect(),
+            timing: t.timing,
+            failures: t.failures,
+        }
+    }
+}
+
+impl From<TotalsRepr> for Totals {
+    fn from(r: TotalsRepr) -> Self {
+        Totals {
+            runs: r.runs,
+            tests: r
+                .tests
+                .into_iter()
+                .map(|e| ((e.size, e.outcome), e.value))
+                .collect(),
+            durations: r
+                .durations
+                .into_iter()
+                .map(|e| ((e.size, e.outcome), e.hist))
+                .collect(),
+            timing: r.timing,
+            failures: r.failures,
+        }
+    }
+}
+
 fn key2(size: Size, o: Outcome) -> (String, String) {
     (size.as_str().to_string(), o.as_str().to_string())
 }
@@ -129,4 +206,53 @@ pub fn present_sizes(s: &Summary) -> Vec<Size> {
         .into_iter()
         .filter(|sz| sz.is_sized() || s.size_count(*sz) > 0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_round_trip_through_json() {
+        let mut t = Totals {
+            runs: 3.0,
+            ..Totals::default()
+        };
+        t.tests.insert(("small".into(), "passed".into()), 12.0);
+        t.durations.insert(
+            ("small".into(), "passed".into()),
+            HistTotal {
+                bounds: vec![0.1, 1.0],
+                cumulative: vec![4.0, 12.0],
+                sum: 2.5,
+                count: 12.0,
+            },
+        );
+        t.timing.insert("small".into(), 1.0);
+        t.failures.insert("assertion".into(), 2.0);
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            json.contains(r#"{"size":"small","outcome":"passed","value":12.0}"#),
+            "{json}"
+        );
+        let back: Totals = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn sums_survive_json_bit_for_bit() {
+        // The backfill state must give back exactly the sums it stored: a rerun after a
+        // crash recomputes samples from them, and a value that differs in the last bit at
+        // an already written timestamp is refused ("duplicate sample for timestamp").
+        let mut x = 0.0f64;
+        for i in 0..2000u32 {
+            x += f64::from(i) * 0.001_234_567 + 1.0 / f64::from(i + 3);
+            let t = Totals {
+                runs: x,
+                ..Totals::default()
+            };
+            let back: Totals = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+            assert_eq!(back.runs.to_bits(), x.to_bits(), "{x:?}");
+        }
+    }
 }

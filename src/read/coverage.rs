@@ -17,7 +17,7 @@ use super::{source, ReadError};
 use crate::model::Coverage;
 
 pub fn read(path: &Path) -> Result<Coverage, ReadError> {
-    let mut reader = Reader::from_reader(source::open(path)?);
+    let mut reader = Reader::from_reader(source::open_xml(path)?);
     let mut buf = Vec::new();
     let mut root_valid: Option<u64> = None;
     let mut root_covered: Option<u64> = None;
@@ -29,9 +29,12 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
     loop {
         let pos = reader.buffer_position();
         buf.clear();
-        let ev = reader.read_event_into(&mut buf).map_err(|e| {
-            ReadError::at(path, reader.error_position(), format!("malformed XML: {e}"))
-        })?;
+        reader.get_mut().arm(source::MAX_MARKUP);
+        let ev = reader.read_event_into(&mut buf);
+        if let Err(f) = reader.get_mut().disarm() {
+            return Err(ReadError::at(path, f.offset, f.to_string()));
+        }
+        let ev = ev.map_err(|e| super::junit::xml_error(path, &reader, &e))?;
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(ev, Event::Empty(_));
@@ -87,6 +90,16 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
                     }
                 }
                 if !empty {
+                    if stack.len() >= super::junit::MAX_DEPTH {
+                        return Err(ReadError::at(
+                            path,
+                            pos,
+                            format!(
+                                "elements nested more than {} deep: not a coverage report",
+                                super::junit::MAX_DEPTH
+                            ),
+                        ));
+                    }
                     stack.push(name);
                 }
             }
@@ -108,6 +121,7 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
                         "unexpected end of file (the report is truncated?)",
                     ));
                 }
+                reader.get_ref().check_unchanged(path)?;
                 break;
             }
             _ => {}
@@ -176,5 +190,147 @@ fn attr_u64(e: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Result<Option<
                 v.chars().take(40).collect::<String>()
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(version: &str, name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(format!("pytest-{version}"))
+            .join(name)
+    }
+
+    fn write(dir: &tempfile::TempDir, xml: &str) -> PathBuf {
+        let p = dir.path().join("coverage.xml");
+        std::fs::write(&p, xml).unwrap();
+        p
+    }
+
+    /// `(file, stmts, miss)` rows and the TOTAL row's `(stmts, miss)`.
+    type Report = (Vec<(String, u64, u64)>, (u64, u64));
+
+    /// coverage.py's own table (`coverage report --show-missing`).
+    fn coverage_py_report(version: &str) -> Report {
+        let text = std::fs::read_to_string(fixture(version, "coverage-report.txt")).unwrap();
+        let mut files = Vec::new();
+        let mut total = None;
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 6 || cols[1].parse::<u64>().is_err() {
+                continue;
+            }
+            let (stmts, miss) = (cols[1].parse().unwrap(), cols[2].parse().unwrap());
+            if cols[0] == "TOTAL" {
+                total = Some((stmts, miss));
+            } else {
+                files.push((cols[0].to_string(), stmts, miss));
+            }
+        }
+        (files, total.expect("a TOTAL row"))
+    }
+
+    #[test]
+    fn agrees_with_coverage_py_on_the_fixture() {
+        for v in ["9.2", "9.1"] {
+            let c = read(&fixture(v, "coverage.xml")).unwrap();
+            let (files, (stmts, miss)) = coverage_py_report(v);
+            // Statements are coverage.py's lines: Stmts = lines-valid, Stmts - Miss = covered.
+            assert_eq!(
+                (c.lines_valid, c.lines_covered),
+                (stmts, stmts - miss),
+                "{v}"
+            );
+            assert_eq!((stmts, miss), (55, 8), "{v}: the report itself changed");
+            // Miss per file = uncovered lines, for every file with at least one, most first.
+            let mut want: Vec<(String, u64)> = files
+                .into_iter()
+                .filter(|f| f.2 > 0)
+                .map(|(f, _, m)| (f, m))
+                .collect();
+            want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            assert_eq!(c.uncovered, want, "{v}");
+            // Line coverage 85.45 %, not the rounded line-rate 0.8545 and not coverage.py's
+            // 85.33 %, which also counts branches ((47 + 17) / (55 + 20)).
+            assert!((c.percentage() - 47.0 / 55.0 * 100.0).abs() < 1e-12, "{v}");
+        }
+    }
+
+    #[test]
+    fn java_cobertura_counts_class_lines_once() {
+        // Cobertura (Java) repeats each line under <methods>; inner classes share a file.
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            &d,
+            r#"<?xml version="1.0"?>
+<!DOCTYPE coverage SYSTEM "http://cobertura.sourceforge.net/xml/coverage-04.dtd">
+<coverage line-rate="0.5" branch-rate="0" version="2.1.1" timestamp="1">
+  <sources><source>/src/main/java</source></sources>
+  <packages><package name="com.acme" line-rate="0.5">
+    <classes>
+      <class name="com.acme.Ledger" filename="com/acme/Ledger.java" line-rate="0.5">
+        <methods><method name="post" signature="()V">
+          <lines><line number="10" hits="0"/><line number="11" hits="3"/></lines>
+        </method></methods>
+        <lines><line number="10" hits="0"/><line number="11" hits="3"/></lines>
+      </class>
+      <class name="com.acme.Ledger$Entry" filename="com/acme/Ledger.java" line-rate="0.5">
+        <methods/>
+        <lines><line number="20" hits="0"/><line number="21" hits="1" branch="true" condition-coverage="50% (1/2)"/></lines>
+      </class>
+      <class name="com.acme.Money" filename="com/acme/Money.java" line-rate="1">
+        <lines><line number="5" hits="7"/></lines>
+      </class>
+    </classes>
+  </package></packages>
+</coverage>"#,
+        );
+        let c = read(&p).unwrap();
+        // No lines-valid/lines-covered on the root: counted from the class lines, 5 and 3.
+        assert_eq!((c.lines_valid, c.lines_covered), (5, 3));
+        assert_eq!(c.uncovered, vec![("com/acme/Ledger.java".to_string(), 2)]);
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                r#"<coverage lines-valid="ten" lines-covered="1"></coverage>"#,
+                ":1:1: lines-valid=\"ten\" is not a whole number",
+            ),
+            (
+                r#"<coverage lines-valid="1" lines-covered="2"></coverage>"#,
+                ": lines-covered (2) is greater than lines-valid (1)",
+            ),
+            (
+                r#"<coverage><packages><package><classes><class name="a"><lines/></class>"#,
+                ": <class> has no filename attribute",
+            ),
+            (
+                r#"<coverage><packages><package><classes><class filename="a.py"><lines><line number="1"/>"#,
+                ": <line> has no hits attribute",
+            ),
+            (
+                r#"<coverage><packages>"#,
+                ": unexpected end of file (the report is truncated?)",
+            ),
+            (
+                r#"<report/>"#,
+                ":1:1: not a Cobertura coverage report: the root element is <report>, expected <coverage>",
+            ),
+        ];
+        for (xml, tail) in cases {
+            let p = write(&d, xml);
+            let e = read(&p).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&p.display().to_string()) && e.ends_with(tail),
+                "{xml}\n  gave {e}\n  want …{tail}"
+            );
+        }
     }
 }

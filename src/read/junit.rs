@@ -6,7 +6,13 @@
 //! that METRICS.md §2 looks at (`[TC006] …`, `[TC008] …`, `Category: SIZE`) are matched,
 //! one bounded line at a time. So memory does not grow with `<system-out>` or failure
 //! text. DTDs are ignored: no entity is expanded and no external file is read.
+//!
+//! Hot path: no allocation per `<testcase>` (names go into reused buffers, attribute
+//! values are unescaped only when they hold a `&`, `time` is parsed exactly without a
+//! copy). Limits, each a clear error: elements nested deeper than [`MAX_DEPTH`], a tag
+//! longer than [`source::MAX_MARKUP`], bytes that are not UTF-8 or are NUL.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -15,10 +21,14 @@ use quick_xml::Reader;
 
 use super::source::{self, PeekReader};
 use super::ReadError;
-use crate::model::{CaseElement, FailureMarks, Resource, Size};
+use crate::model::{AttemptResult, CaseElement, FailureMarks, Resource, Size};
 
 /// Lines longer than this cannot be a line we look for; they are skipped, not stored.
 const MAX_LINE: usize = 256;
+
+/// Deepest element nesting accepted. Real reports nest suites a few levels; a document
+/// nested deeper is not a test report (and would make the parser keep every open name).
+pub const MAX_DEPTH: usize = 256;
 
 /// Suite-level facts of one file.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -39,9 +49,63 @@ enum Frame {
     Other,
 }
 
+/// The `<testcase>` being read, in buffers reused from one element to the next.
+#[derive(Default)]
+struct Case {
+    open: bool,
+    classname: String,
+    name: String,
+    file: String,
+    has_file: bool,
+    time: f64,
+    result: AttemptResult,
+    marks: FailureMarks,
+    teardown_msg: bool,
+    children: u32,
+    rerun_children: u32,
+}
+
+impl Case {
+    fn start(&mut self) {
+        self.open = true;
+        self.classname.clear();
+        self.name.clear();
+        self.file.clear();
+        self.has_file = false;
+        self.time = 0.0;
+        self.result = AttemptResult::default();
+        self.marks = FailureMarks::default();
+        self.teardown_msg = false;
+        self.children = 0;
+        self.rerun_children = 0;
+    }
+
+    fn element(&self) -> CaseElement<'_> {
+        let r = &self.result;
+        CaseElement {
+            classname: &self.classname,
+            name: &self.name,
+            file: self.has_file.then_some(self.file.as_str()),
+            time: self.time,
+            result: self.result,
+            marks: self.marks,
+            teardown_error_only: self.teardown_msg
+                && self.children == 1
+                && r.error
+                && !r.failure
+                && !r.skipped
+                && !r.xfail,
+            rerun_children: self.rerun_children,
+        }
+    }
+}
+
 /// Reads one JUnit file, calling `on_case` for every `<testcase>` in document order.
-pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSuite, ReadError> {
-    let input = source::open(path)?;
+pub fn read(
+    path: &Path,
+    mut on_case: impl FnMut(&CaseElement<'_>),
+) -> Result<FileSuite, ReadError> {
+    let input = source::open_xml(path)?;
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
     reader.config_mut().expand_empty_elements = false;
@@ -49,9 +113,7 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
     let mut suite = FileSuite::default();
     let mut stack: Vec<Frame> = Vec::with_capacity(16);
     let mut suite_depth = 0usize;
-    let mut case: Option<CaseElement> = None;
-    let mut case_teardown_msg = false;
-    let mut case_children = 0u32;
+    let mut case = Case::default();
     let mut text_scan: Option<LineScanner> = None;
     let mut seen_root = false;
     let mut buf = Vec::with_capacity(4096);
@@ -65,15 +127,17 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
             &mut reader,
             if scanning { text_scan.as_mut() } else { None },
         )
-        .map_err(|e| ReadError::io(path, &e))?;
+        .map_err(|e| ReadError::from_io(path, &e))?;
         let pos = reader.buffer_position();
         buf.clear();
-        let event = match reader.read_event_into(&mut buf) {
+        reader.get_mut().arm(source::MAX_MARKUP);
+        let event = reader.read_event_into(&mut buf);
+        if let Err(f) = reader.get_mut().disarm() {
+            return Err(err_at(f.offset, f.to_string()));
+        }
+        let event = match event {
             Ok(ev) => ev,
-            Err(e) => {
-                let at = reader.error_position();
-                return Err(err_at(at, format!("malformed XML: {e}")));
-            }
+            Err(e) => return Err(xml_error(path, &reader, &e)),
         };
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -92,9 +156,15 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
                         ));
                     }
                 }
+                if !empty && stack.len() >= MAX_DEPTH {
+                    return Err(err_at(
+                        pos,
+                        format!("elements nested more than {MAX_DEPTH} deep: not a JUnit report"),
+                    ));
+                }
                 let frame = match (stack.last(), name) {
-                    (_, b"testsuites") if case.is_none() => Frame::Suites,
-                    (_, b"testsuite") if case.is_none() => {
+                    (_, b"testsuites") if !case.open => Frame::Suites,
+                    (_, b"testsuite") if !case.open => {
                         let (time, ts) = suite_attrs(e).map_err(|m| err_at(pos, m))?;
                         if suite_depth == 0 {
                             suite.duration_seconds += time;
@@ -106,19 +176,29 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
                         suite_depth += 1;
                         Frame::Suite
                     }
+                    (Some(Frame::Suite), b"testcase") if empty => {
+                        // A passed test: `<testcase … />`. Its names are used where they
+                        // are, in the tag, without a copy.
+                        let v = case_values(e).map_err(|m| err_at(pos, m))?;
+                        suite.elements += 1;
+                        on_case(&CaseElement {
+                            classname: &v.classname,
+                            name: &v.name,
+                            file: v.file.as_deref(),
+                            time: v.time,
+                            ..CaseElement::default()
+                        });
+                        Frame::Other
+                    }
                     (Some(Frame::Suite), b"testcase") => {
-                        let c = case_attrs(e).map_err(|m| err_at(pos, m))?;
-                        case = Some(c);
-                        case_teardown_msg = false;
-                        case_children = 0;
+                        case.start();
+                        case_attrs(&mut case, e).map_err(|m| err_at(pos, m))?;
                         Frame::Case
                     }
                     (Some(Frame::Case), child) => {
-                        let c = case.as_mut().expect("case frame has a case");
-                        let f = case_child(c, child, e, &mut case_teardown_msg)
-                            .map_err(|m| err_at(pos, m))?;
+                        let f = case_child(&mut case, child, e).map_err(|m| err_at(pos, m))?;
                         if matches!(child, b"failure" | b"error" | b"skipped") {
-                            case_children += 1;
+                            case.children += 1;
                         }
                         if f == Frame::Failure && !empty {
                             text_scan = Some(LineScanner::default());
@@ -133,8 +213,6 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
                         &mut suite_depth,
                         &mut case,
                         &mut text_scan,
-                        case_teardown_msg,
-                        case_children,
                         &mut suite,
                         &mut on_case,
                     );
@@ -149,8 +227,6 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
                     &mut suite_depth,
                     &mut case,
                     &mut text_scan,
-                    case_teardown_msg,
-                    case_children,
                     &mut suite,
                     &mut on_case,
                 );
@@ -171,6 +247,7 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
                         ),
                     ));
                 }
+                reader.get_ref().check_unchanged(path)?;
                 return Ok(suite);
             }
             Event::Text(_) | Event::GeneralRef(_) | Event::CData(_) => {
@@ -181,42 +258,155 @@ pub fn read(path: &Path, mut on_case: impl FnMut(CaseElement)) -> Result<FileSui
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A parser error: a fault of the bytes (UTF-8, NUL, size) at its offset, else malformed XML.
+pub(crate) fn xml_error<R>(path: &Path, reader: &Reader<R>, e: &quick_xml::Error) -> ReadError {
+    if let quick_xml::Error::Io(io) = e {
+        if let Some(f) = source::fault_of(io) {
+            return ReadError::at(path, f.offset, f.to_string());
+        }
+        return ReadError::io(path, io);
+    }
+    ReadError::at(path, reader.error_position(), format!("malformed XML: {e}"))
+}
+
 fn close(
     frame: Frame,
     suite_depth: &mut usize,
-    case: &mut Option<CaseElement>,
+    case: &mut Case,
     text_scan: &mut Option<LineScanner>,
-    teardown_msg: bool,
-    children: u32,
     suite: &mut FileSuite,
-    on_case: &mut impl FnMut(CaseElement),
+    on_case: &mut impl FnMut(&CaseElement<'_>),
 ) {
     match frame {
         Frame::Suite => *suite_depth = suite_depth.saturating_sub(1),
         Frame::Case => {
-            if let Some(mut c) = case.take() {
-                c.teardown_error_only = teardown_msg
-                    && children == 1
-                    && c.result.error
-                    && !c.result.failure
-                    && !c.result.skipped
-                    && !c.result.xfail;
+            if case.open {
+                case.open = false;
                 suite.elements += 1;
-                on_case(c);
+                on_case(&case.element());
             }
         }
         Frame::Failure => {
-            if let (Some(scan), Some(c)) = (text_scan.take(), case.as_mut()) {
-                c.marks.merge(scan.finish());
+            if let Some(scan) = text_scan.take() {
+                if case.open {
+                    case.marks.merge(scan.finish());
+                }
             }
         }
         Frame::Suites | Frame::Other => {}
     }
 }
 
-fn attr_str(a: &quick_xml::events::attributes::Attribute<'_>) -> Result<String, String> {
-    a.unescape_value().map(|v| v.into_owned()).map_err(|e| {
+/// One `key="value"` of a start tag, as written (the value not unescaped).
+struct Attr<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    /// The value holds a `&` (an entity or character reference to unescape).
+    amp: bool,
+}
+
+/// The attributes of a start tag, scanned straight from its bytes with `memchr` (quick-xml's
+/// own iterator walks them a byte at a time). XML rules: `key = "value"` or `'value'`,
+/// whitespace around `=`; anything else is an error.
+struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+fn attrs<'a>(e: &'a BytesStart<'_>) -> Attrs<'a> {
+    Attrs {
+        rest: e.attributes_raw(),
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = Result<Attr<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest;
+        let Some(start) = s.iter().position(|b| !is_ws(*b)) else {
+            self.rest = &[];
+            return None;
+        };
+        let s = &s[start..];
+        self.rest = &[];
+        let bad = |what: &str| {
+            let shown = String::from_utf8_lossy(&s[..s.len().min(40)]).into_owned();
+            Some(Err(format!("malformed attribute {shown:?}: {what}")))
+        };
+        // Keys are short: a plain loop beats memchr's set-up.
+        let Some(eq) = s.iter().position(|&b| b == b'=') else {
+            return bad("expected key=\"value\"");
+        };
+        let mut key = &s[..eq];
+        while let Some((last, init)) = key.split_last() {
+            if !is_ws(*last) {
+                break;
+            }
+            key = init;
+        }
+        if key.is_empty()
+            || key
+                .iter()
+                .any(|b| is_ws(*b) || matches!(b, b'"' | b'\'' | b'<'))
+        {
+            return bad("expected key=\"value\"");
+        }
+        let after = &s[eq + 1..];
+        let Some(q) = after.iter().position(|b| !is_ws(*b)) else {
+            return bad("no value after =");
+        };
+        let quote = after[q];
+        if quote != b'"' && quote != b'\'' {
+            return bad("the value is not quoted");
+        }
+        let body = &after[q + 1..];
+        let mut amp = false;
+        let mut from = 0;
+        let end = loop {
+            match memchr::memchr2(quote, b'&', &body[from..]) {
+                Some(i) if body[from + i] == b'&' => {
+                    amp = true;
+                    from += i + 1;
+                }
+                Some(i) => break from + i,
+                None => return bad("the value has no closing quote"),
+            }
+        };
+        self.rest = &body[end + 1..];
+        Some(Ok(Attr {
+            key,
+            value: &body[..end],
+            amp,
+        }))
+    }
+}
+
+/// `b` as text: ASCII without a second look, else checked as UTF-8.
+fn as_str(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
+}
+
+/// An attribute's value, unescaped (borrowed unless it holds a `&`).
+fn attr_value<'a>(a: &Attr<'a>) -> Result<Cow<'a, str>, String> {
+    let raw = as_str(a.value).ok_or_else(|| {
+        format!(
+            "bad value of attribute {}: not UTF-8",
+            String::from_utf8_lossy(a.key)
+        )
+    })?;
+    if !a.amp {
+        return Ok(Cow::Borrowed(raw));
+    }
+    quick_xml::escape::unescape(raw).map_err(|e| {
         let e = e.to_string();
         // quick-xml says "at 1..2: …" about the value; the position is already shown.
         let e = match e.split_once(": ") {
@@ -230,9 +420,46 @@ fn attr_str(a: &quick_xml::events::attributes::Attribute<'_>) -> Result<String, 
         };
         format!(
             "bad value of attribute {}: {e}{hint}",
-            String::from_utf8_lossy(a.key.as_ref())
+            String::from_utf8_lossy(a.key)
         )
     })
+}
+
+/// `d+[.d*]` exactly as `str::parse::<f64>` reads it, without a copy: the digits as an
+/// integer below 2^53 divided by an exact power of ten is one correctly rounded operation.
+fn fast_decimal(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 18] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17,
+    ];
+    if b.is_empty() || b.len() > 17 {
+        return None;
+    }
+    let (mut m, mut digits, mut frac) = (0u64, 0u32, None::<usize>);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            _ => return None,
+        }
+    }
+    if digits == 0 || m >= 1 << 53 {
+        return None;
+    }
+    Some(m as f64 / POW10[frac.unwrap_or(0)])
+}
+
+fn seconds_attr(a: &Attr<'_>, what: &str) -> Result<f64, String> {
+    if let Some(x) = fast_decimal(a.value) {
+        return Ok(x);
+    }
+    parse_seconds(&attr_value(a)?, what)
 }
 
 fn parse_seconds(v: &str, what: &str) -> Result<f64, String> {
@@ -241,8 +468,12 @@ fn parse_seconds(v: &str, what: &str) -> Result<f64, String> {
         return Ok(0.0);
     }
     // JUnit producers write `1.234`, some `1,234.5`.
-    let t2 = t.replace(',', "");
-    match t2.parse::<f64>() {
+    let parsed = if t.contains(',') {
+        t.replace(',', "").parse::<f64>()
+    } else {
+        t.parse::<f64>()
+    };
+    match parsed {
         Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
         _ => Err(format!(
             "{what}=\"{}\" is not a duration in seconds",
@@ -264,12 +495,12 @@ fn truncate(s: &str, n: usize) -> String {
 fn suite_attrs(e: &BytesStart<'_>) -> Result<(f64, Option<f64>), String> {
     let mut time = 0.0;
     let mut ts = None;
-    for a in e.attributes().with_checks(false) {
-        let a = a.map_err(|e| format!("malformed attribute: {e}"))?;
-        match a.key.as_ref() {
-            b"time" => time = parse_seconds(&attr_str(&a)?, "testsuite time")?,
+    for a in attrs(e) {
+        let a = a?;
+        match a.key {
+            b"time" => time = seconds_attr(&a, "testsuite time")?,
             b"timestamp" => {
-                let v = attr_str(&a)?;
+                let v = attr_value(&a)?;
                 ts = Some(parse_timestamp(&v).ok_or_else(|| {
                     format!(
                         "testsuite timestamp=\"{}\" is not an ISO 8601 date and time",
@@ -283,40 +514,61 @@ fn suite_attrs(e: &BytesStart<'_>) -> Result<(f64, Option<f64>), String> {
     Ok((time, ts))
 }
 
-fn case_attrs(e: &BytesStart<'_>) -> Result<CaseElement, String> {
-    let mut c = CaseElement::default();
+/// The attributes of a `<testcase>`, borrowed from the tag where possible.
+struct CaseValues<'a> {
+    classname: Cow<'a, str>,
+    name: Cow<'a, str>,
+    file: Option<Cow<'a, str>>,
+    time: f64,
+}
+
+fn case_values<'a>(e: &'a BytesStart<'_>) -> Result<CaseValues<'a>, String> {
+    let mut v = CaseValues {
+        classname: Cow::Borrowed(""),
+        name: Cow::Borrowed(""),
+        file: None,
+        time: 0.0,
+    };
     let mut has_name = false;
-    for a in e.attributes().with_checks(false) {
-        let a = a.map_err(|e| format!("malformed attribute: {e}"))?;
-        match a.key.as_ref() {
-            b"classname" => c.classname = attr_str(&a)?,
+    for a in attrs(e) {
+        let a = a?;
+        match a.key {
+            b"classname" => v.classname = attr_value(&a)?,
             b"name" => {
-                c.name = attr_str(&a)?;
+                v.name = attr_value(&a)?;
                 has_name = true;
             }
-            b"file" => c.file = Some(attr_str(&a)?),
-            b"time" => c.time = parse_seconds(&attr_str(&a)?, "testcase time")?,
+            b"file" => v.file = Some(attr_value(&a)?),
+            b"time" => v.time = seconds_attr(&a, "testcase time")?,
             _ => {}
         }
     }
     if !has_name {
         return Err("<testcase> has no name attribute".to_string());
     }
-    Ok(c)
+    Ok(v)
+}
+
+/// A `<testcase>` with children: its attributes copied into the reused buffers.
+fn case_attrs(c: &mut Case, e: &BytesStart<'_>) -> Result<(), String> {
+    let v = case_values(e)?;
+    c.classname.push_str(&v.classname);
+    c.name.push_str(&v.name);
+    if let Some(f) = &v.file {
+        c.file.push_str(f);
+        c.has_file = true;
+    }
+    c.time = v.time;
+    Ok(())
 }
 
 /// Applies a child of `<testcase>` to the element and says how to treat its content.
-fn case_child(
-    c: &mut CaseElement,
-    name: &[u8],
-    e: &BytesStart<'_>,
-    teardown_msg: &mut bool,
-) -> Result<Frame, String> {
+fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, String> {
     let message = || -> Result<Option<String>, String> {
-        for a in e.attributes().with_checks(false) {
-            let a = a.map_err(|e| format!("malformed attribute: {e}"))?;
-            if a.key.as_ref() == b"message" {
-                return Ok(Some(attr_str(&a)?));
+        for a in attrs(e) {
+            let a = a?;
+            if a.key == b"message" {
+                return Ok(Some(attr_value(&a)?.into_owned()));
             }
         }
         Ok(None)
@@ -333,26 +585,27 @@ fn case_child(
             c.result.error = true;
             if let Some(m) = message()? {
                 if m.starts_with("failed on teardown") {
-                    *teardown_msg = true;
+                    c.teardown_msg = true;
                 }
             }
             Ok(Frame::Other)
         }
         b"skipped" => {
-            let mut ty = None;
-            let mut msg = None;
-            for a in e.attributes().with_checks(false) {
-                let a = a.map_err(|e| format!("malformed attribute: {e}"))?;
-                match a.key.as_ref() {
-                    b"type" => ty = Some(attr_str(&a)?),
-                    b"message" => msg = Some(attr_str(&a)?),
+            let (mut xfail_type, mut slow_xfail) = (false, false);
+            for a in attrs(e) {
+                let a = a?;
+                match a.key {
+                    b"type" => xfail_type = attr_value(&a)? == "pytest.xfail",
+                    b"message" => {
+                        slow_xfail = attr_value(&a)? == "xfail-marked test passes unexpectedly"
+                    }
                     _ => {}
                 }
             }
-            if msg.as_deref() == Some("xfail-marked test passes unexpectedly") {
+            if slow_xfail {
                 // A slow xfail the plugin failed (FORMATS.md §2.5).
                 c.result.failure = true;
-            } else if ty.as_deref() == Some("pytest.xfail") {
+            } else if xfail_type {
                 c.result.xfail = true;
             } else {
                 c.result.skipped = true;
@@ -402,7 +655,7 @@ pub struct LineScanner {
 impl LineScanner {
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            match bytes.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', bytes) {
                 Some(i) => {
                     self.push(&bytes[..i]);
                     self.end_line();
@@ -491,10 +744,15 @@ fn stream_text(
                 stream.consume(n);
             }
             Some(i) => {
+                // Most markup is a tag: no need to look further ahead for `<!`.
+                let tag = buf.get(i + 1).is_some_and(|&b| b != b'!');
                 if let Some(s) = scan.as_deref_mut() {
                     s.feed(&buf[..i]);
                 }
                 stream.consume(i);
+                if tag {
+                    return Ok(());
+                }
                 let head = stream.get_mut().fill_at_least(9)?;
                 if head.starts_with(b"<![CDATA[") {
                     stream.consume(9);
@@ -579,12 +837,13 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
     let mut rest = &s[19..];
     let mut frac = 0.0;
     if let Some(r) = rest.strip_prefix('.') {
-        let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
             return None;
         }
-        frac = format!("0.{digits}").parse().ok()?;
-        rest = &r[digits.len()..];
+        // `.123`: the fraction with its point, parsed in place.
+        frac = rest[..1 + n].parse().ok()?;
+        rest = &r[n..];
     }
     let offset = match rest {
         "" | "Z" | "z" => 0,
@@ -626,11 +885,33 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn read_str(doc: &str) -> Result<(Vec<CaseElement>, FileSuite), ReadError> {
+    /// A [`CaseElement`] that owns its strings.
+    #[derive(Debug, Clone)]
+    struct Owned {
+        classname: String,
+        time: f64,
+        result: AttemptResult,
+        marks: FailureMarks,
+        teardown_error_only: bool,
+        rerun_children: u32,
+    }
+
+    fn own(c: &CaseElement<'_>) -> Owned {
+        Owned {
+            classname: c.classname.to_string(),
+            time: c.time,
+            result: c.result,
+            marks: c.marks,
+            teardown_error_only: c.teardown_error_only,
+            rerun_children: c.rerun_children,
+        }
+    }
+
+    fn read_str(doc: &str) -> Result<(Vec<Owned>, FileSuite), ReadError> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(doc.as_bytes()).unwrap();
         let mut cases = Vec::new();
-        let s = read(f.path(), |c| cases.push(c))?;
+        let s = read(f.path(), |c| cases.push(own(c)))?;
         Ok((cases, s))
     }
 
@@ -704,7 +985,7 @@ mod tests {
         }
         write!(f, "</system-out><failure>{chunk}\n[TC006] Timing Violation\n</failure></testcase></testsuite></testsuites>").unwrap();
         let mut cases = Vec::new();
-        read(f.path(), |c| cases.push(c)).unwrap();
+        read(f.path(), |c| cases.push(own(c))).unwrap();
         assert_eq!(cases.len(), 1);
         assert!(cases[0].marks.timing);
     }

@@ -13,7 +13,7 @@ pub mod source;
 use std::path::{Path, PathBuf};
 
 use crate::derive::nodeid;
-use crate::model::{test_key, CaseElement, ReportEntry, Run, SuiteInfo, TestRecord};
+use crate::model::{CaseElement, ReportEntry, Run, SuiteInfo, TestKey, TestRecord, Tests};
 
 pub use source::Kind;
 
@@ -49,6 +49,15 @@ impl ReadError {
         Self::plain(path, message)
     }
 
+    /// An I/O error while reading, or a fault in the bytes (bad UTF-8, a NUL, an over-long
+    /// tag or token) at its position.
+    pub fn from_io(path: &Path, e: &std::io::Error) -> Self {
+        match source::fault_of(e) {
+            Some(f) => Self::at(path, f.offset, f.to_string()),
+            None => Self::io(path, e),
+        }
+    }
+
     /// An error at a byte offset of the (decompressed) content.
     pub fn at(path: &Path, offset: u64, message: impl Into<String>) -> Self {
         ReadError {
@@ -80,8 +89,29 @@ pub struct Inputs {
     pub junit_prefix: String,
 }
 
-/// Reads all inputs into one run. JUnit first, then size reports (joined onto the tests).
+/// How to read a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Keep every test's names, for [`TestRef::id`](crate::model::TestRef::id) (per-test
+    /// series, `inspect`). Without them a test costs ~50 bytes instead of ~100 plus its
+    /// names, and the metrics come out the same.
+    pub test_ids: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { test_ids: true }
+    }
+}
+
+/// Reads all inputs into one run, keeping test ids. JUnit first, then size reports
+/// (joined onto the tests).
 pub fn read_run(inputs: &Inputs) -> Result<Run, ReadError> {
+    read_run_with(inputs, ReadOptions::default())
+}
+
+/// [`read_run`] with options.
+pub fn read_run_with(inputs: &Inputs, opts: ReadOptions) -> Result<Run, ReadError> {
     let mut junit = Vec::new();
     let mut sizes = inputs.size_reports.clone();
     let mut cov = inputs.coverage.clone();
@@ -93,7 +123,7 @@ pub fn read_run(inputs: &Inputs) -> Result<Run, ReadError> {
             k => return Err(kind_error(p, k, "a JUnit XML report")),
         }
     }
-    let mut b = RunBuilder::new(&inputs.junit_prefix);
+    let mut b = RunBuilder::with_options(&inputs.junit_prefix, opts);
     for p in &junit {
         b.read_junit(p)?;
     }
@@ -146,11 +176,12 @@ fn kind_error(p: &Path, k: Kind, wanted: &str) -> ReadError {
     ReadError::plain(p, format!("{what}; expected {wanted}"))
 }
 
-/// One entry of a size report, as every size-report reader yields it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SizeEntry {
+/// One entry of a size report, as every size-report reader yields it. The name borrows
+/// the reader's buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeEntry<'a> {
     /// Node id as written (9.1.x: with the ` [SIZE]` label).
-    pub name: String,
+    pub name: &'a str,
     /// `None` when the report has no size column (never for the JSON report).
     pub size: Option<crate::model::Size>,
     pub duration: Option<f64>,
@@ -159,23 +190,207 @@ pub struct SizeEntry {
 }
 
 /// Builds a [`Run`]: collapses attempts as elements arrive, then joins size reports.
+///
+/// JUnit elements are handed, in batches and in order, to a second thread that owns the
+/// test table while a file is read: parsing and the table's hashing and lookups run side
+/// by side. On either thread, lookups go through a short queue: a test's index entry
+/// (and, for the join, its slot) is prefetched when it arrives and used [`QUEUE`] arrivals
+/// later, so the lookups of a large run overlap instead of each waiting for memory.
+/// [`finish`](Self::finish) drains everything.
 pub struct RunBuilder {
     run: Run,
     prefix: String,
-    key_buf: String,
+    cls: String,
+    name: String,
+    batch: Batch,
+    worker: Option<Worker>,
+    reports: Ring<PendingReport>,
+}
+
+/// Elements per batch handed to the table thread.
+const BATCH: usize = 4096;
+
+/// Elements on their way to the table: fixed fields, and the names back to back.
+#[derive(Default)]
+struct Batch {
+    cases: Vec<BatchCase>,
+    names: String,
+}
+
+struct BatchCase {
+    /// Ends in `Batch::names` of the classname (prefix removed), the name (label removed)
+    /// and the xunit1 file (empty when none).
+    class_end: u32,
+    name_end: u32,
+    file_end: u32,
+    has_file: bool,
+    label: Option<crate::model::Size>,
+    time: f64,
+    result: crate::model::AttemptResult,
+    marks: crate::model::FailureMarks,
+    teardown_error_only: bool,
+    rerun_children: u32,
+}
+
+/// The table thread: batches in, the table back when the sender is dropped.
+struct Worker {
+    tx: std::sync::mpsc::SyncSender<Batch>,
+    handle: std::thread::JoinHandle<Tests>,
+}
+
+/// The table thread: the table first, then batches, applied in order.
+fn table_thread(
+    tests: std::sync::mpsc::Receiver<Tests>,
+    rx: std::sync::mpsc::Receiver<Batch>,
+) -> Tests {
+    let mut tests = tests.recv().unwrap_or_default();
+    let mut keys = Vec::with_capacity(BATCH);
+    for b in rx {
+        apply_batch(&mut tests, &b, &mut keys);
+    }
+    tests
+}
+
+/// Applies one batch to the table, in order, hashing first and prefetching ahead.
+fn apply_batch(tests: &mut Tests, b: &Batch, keys: &mut Vec<TestKey>) {
+    {
+        keys.clear();
+        let mut start = 0usize;
+        for c in &b.cases {
+            let cls = &b.names[start..c.class_end as usize];
+            let name = &b.names[c.class_end as usize..c.name_end as usize];
+            keys.push(tests.key(cls, name));
+            start = c.file_end as usize;
+        }
+        let mut start = 0usize;
+        for (i, c) in b.cases.iter().enumerate() {
+            if let Some(k) = keys.get(i + QUEUE) {
+                tests.prefetch(*k);
+            }
+            let names = (
+                &b.names[start..c.class_end as usize],
+                &b.names[c.class_end as usize..c.name_end as usize],
+                c.has_file
+                    .then(|| &b.names[c.name_end as usize..c.file_end as usize]),
+            );
+            start = c.file_end as usize;
+            apply_case(tests, keys[i], c, names);
+        }
+    }
+}
+
+/// Adds one element to the table: a new test, a rerun of a known one, or the teardown
+/// error of its last attempt (METRICS.md §1).
+fn apply_case(tests: &mut Tests, key: TestKey, c: &BatchCase, names: (&str, &str, Option<&str>)) {
+    if let Some(i) = tests.find(key) {
+        let mut rec = tests.get(i);
+        if c.label.is_some() {
+            rec.label_size = c.label;
+        }
+        rec.reruns += c.rerun_children;
+        if c.teardown_error_only {
+            rec.last.error = true;
+            rec.last_time += c.time;
+        } else {
+            rec.attempts += 1;
+            rec.reruns += 1;
+            rec.last = c.result;
+            rec.last_marks = c.marks;
+            rec.last_time = c.time;
+        }
+        tests.set(i, &rec);
+        return;
+    }
+    let rec = TestRecord {
+        label_size: c.label,
+        attempts: 1,
+        reruns: c.rerun_children,
+        last: c.result,
+        last_marks: c.marks,
+        last_time: c.time,
+        report: None,
+    };
+    tests.insert(key, &rec, names);
+}
+
+/// How many arrivals a lookup is started ahead of its use.
+const QUEUE: usize = 16;
+
+/// A fixed ring of reused entries.
+struct Ring<T> {
+    items: Vec<T>,
+    head: usize,
+    len: usize,
+}
+
+impl<T: Default> Ring<T> {
+    fn new() -> Self {
+        Ring {
+            items: (0..QUEUE).map(|_| T::default()).collect(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// The entry to fill next; the ring must not be full.
+    fn next_free(&mut self) -> &mut T {
+        let i = (self.head + self.len) % QUEUE;
+        self.len += 1;
+        &mut self.items[i]
+    }
+
+    /// The oldest entry, removed (it stays allocated for reuse).
+    fn pop(&mut self) -> Option<&T> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.head;
+        self.head = (self.head + 1) % QUEUE;
+        self.len -= 1;
+        Some(&self.items[i])
+    }
+
+    /// The entry `back` places behind the newest.
+    fn behind_newest(&self, back: usize) -> Option<&T> {
+        (back < self.len).then(|| &self.items[(self.head + self.len - 1 - back) % QUEUE])
+    }
+}
+
+#[derive(Default)]
+struct PendingReport {
+    /// The 9.2 key, and the 9.1 key when it differs.
+    key: TestKey,
+    key_9_1: Option<TestKey>,
+    entry: ReportEntry,
+    /// The node id, kept only when the run keeps test ids.
+    node_id: String,
 }
 
 impl RunBuilder {
+    /// A builder that keeps test ids (see [`ReadOptions`]).
     pub fn new(junit_prefix: &str) -> Self {
+        Self::with_options(junit_prefix, ReadOptions::default())
+    }
+
+    pub fn with_options(junit_prefix: &str, opts: ReadOptions) -> Self {
+        let run = Run {
+            tests: Tests::new(opts.test_ids, rand::random()),
+            ..Run::default()
+        };
         RunBuilder {
-            run: Run::default(),
+            run,
             prefix: junit_prefix.to_string(),
-            key_buf: String::new(),
+            cls: String::new(),
+            name: String::new(),
+            batch: Batch::default(),
+            worker: None,
+            reports: Ring::new(),
         }
     }
 
     pub fn read_junit(&mut self, path: &Path) -> Result<(), ReadError> {
         let s = junit::read(path, |c| self.add_element(c))?;
+        self.drain_cases();
         let suite = &mut self.run.suite;
         suite.duration_seconds += s.duration_seconds;
         suite.elements += s.elements;
@@ -193,77 +408,174 @@ impl RunBuilder {
     }
 
     /// Adds one `<testcase>` element: a new test, a rerun of a known one, or the
-    /// teardown error of its last attempt (METRICS.md §1).
-    pub fn add_element(&mut self, c: CaseElement) {
-        let (base, label) = nodeid::split_size_label(&c.name);
+    /// teardown error of its last attempt (METRICS.md §1). Applied in order, at the
+    /// latest when the file ends or the run is finished.
+    pub fn add_element(&mut self, c: &CaseElement<'_>) {
+        let (base, label) = nodeid::split_size_label(c.name);
         if label.is_some() {
             self.run.any_name_label = true;
         }
-        let classname = nodeid::strip_prefix(&c.classname, &self.prefix);
-        self.key_buf.clear();
-        self.key_buf.push_str(classname);
-        self.key_buf.push('\0');
-        self.key_buf.push_str(base);
-        if let Some(rec) = self.run.tests.get_mut(self.key_buf.as_str()) {
-            if label.is_some() {
-                rec.label_size = label;
-            }
-            rec.reruns += c.rerun_children;
-            if c.teardown_error_only {
-                rec.last.error = true;
-                rec.last_time += c.time;
-            } else {
-                rec.attempts += 1;
-                rec.reruns += 1;
-                rec.last = c.result;
-                rec.last_marks = c.marks;
-                rec.last_time = c.time;
-            }
-            return;
+        let classname = nodeid::strip_prefix(c.classname, &self.prefix);
+        let b = &mut self.batch;
+        if b.cases.is_empty() {
+            b.cases.reserve(BATCH);
         }
-        let rec = TestRecord {
-            label_size: label,
-            file: c.file,
-            attempts: 1,
-            reruns: c.rerun_children,
-            last: c.result,
-            last_marks: c.marks,
-            last_time: c.time,
-            report: None,
-        };
-        self.run.tests.insert(self.key_buf.as_str().into(), rec);
+        b.names.push_str(classname);
+        let class_end = b.names.len() as u32;
+        b.names.push_str(base);
+        let name_end = b.names.len() as u32;
+        b.names.push_str(c.file.unwrap_or(""));
+        b.cases.push(BatchCase {
+            class_end,
+            name_end,
+            file_end: b.names.len() as u32,
+            has_file: c.file.is_some(),
+            label,
+            time: c.time,
+            result: c.result,
+            marks: c.marks,
+            teardown_error_only: c.teardown_error_only,
+            rerun_children: c.rerun_children,
+        });
+        // Names of one batch stay far below 4 GiB: a tag is at most MAX_MARKUP.
+        if b.cases.len() >= BATCH || b.names.len() > 64 << 20 {
+            self.send_batch();
+        }
+    }
+
+    /// Hands the batch to the table thread, starting it with the table if needed. Where
+    /// no thread can be had, the batch is applied here.
+    fn send_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        if self.worker.is_none() {
+            let (ttx, trx) = std::sync::mpsc::sync_channel(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel(4);
+            let spawned = std::thread::Builder::new()
+                .name("ptc-table".into())
+                .spawn(move || table_thread(trx, rx));
+            match spawned {
+                Ok(handle) => match ttx.send(std::mem::take(&mut self.run.tests)) {
+                    Ok(()) => self.worker = Some(Worker { tx, handle }),
+                    Err(back) => {
+                        // The thread is already gone: keep the table, work here.
+                        self.run.tests = back.0;
+                        apply_batch(&mut self.run.tests, &batch, &mut Vec::new());
+                        return;
+                    }
+                },
+                Err(_) => {
+                    apply_batch(&mut self.run.tests, &batch, &mut Vec::new());
+                    return;
+                }
+            }
+        }
+        if let Some(w) = &self.worker {
+            if w.tx.send(batch).is_err() {
+                // The table thread is gone (it panicked): joining it says why.
+                self.join_worker();
+            }
+        }
+    }
+
+    fn join_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            drop(w.tx);
+            match w.handle.join() {
+                Ok(tests) => self.run.tests = tests,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+
+    /// Applies every element added so far.
+    fn drain_cases(&mut self) {
+        if !self.batch.cases.is_empty() {
+            if self.worker.is_none() {
+                // A small file: no thread for it.
+                let b = std::mem::take(&mut self.batch);
+                apply_batch(&mut self.run.tests, &b, &mut Vec::new());
+                return;
+            }
+            self.send_batch();
+        }
+        self.join_worker();
     }
 
     /// Joins one size-report entry onto its JUnit test by pytest's node id → (classname,
     /// name) rule, trying the pytest 9.2 algorithm first and then 9.1's.
-    pub fn apply_report(&mut self, e: SizeEntry) {
+    pub fn apply_report(&mut self, e: &SizeEntry<'_>) {
+        self.drain_cases();
         if e.name.is_empty() {
             return;
         }
-        let node_id = strip_label_from_nodeid(&e.name);
-        let entry = ReportEntry {
-            node_id: node_id.to_string(),
+        let node_id = strip_label_from_nodeid(e.name);
+        let tests = &mut self.run.tests;
+        nodeid::mangle_9_2_into(node_id, &mut self.cls, &mut self.name);
+        let key = tests.key(&self.cls, &self.name);
+        tests.prefetch(key);
+        // Without a `[` the 9.1 spelling is the 9.2 one.
+        let key_9_1 = if node_id.contains('[') {
+            nodeid::mangle_9_1_into(node_id, &mut self.cls, &mut self.name);
+            let k = tests.key(&self.cls, &self.name);
+            (k != key).then(|| {
+                tests.prefetch(k);
+                k
+            })
+        } else {
+            None
+        };
+        // Halfway through the queue: its index entry is in cache, start on its slot.
+        if let Some(mid) = self.reports.behind_newest(QUEUE / 2 - 1) {
+            self.run.tests.prefetch_slot(mid.key);
+        }
+        if self.reports.len == QUEUE {
+            self.apply_oldest_report();
+        }
+        let keep = self.run.tests.has_ids();
+        let p = self.reports.next_free();
+        p.key = key;
+        p.key_9_1 = key_9_1;
+        p.entry = ReportEntry {
             size: e.size,
             duration: e.duration,
             timing: e.timing,
             hermeticity: e.hermeticity,
         };
-        let (c2, n2) = nodeid::mangle_9_2(node_id);
-        let k2 = test_key(&c2, &n2);
-        if let Some(rec) = self.run.tests.get_mut(k2.as_str()) {
-            rec.report = Some(entry);
-            return;
+        if keep {
+            p.node_id.clear();
+            p.node_id.push_str(node_id);
         }
-        let (c1, n1) = nodeid::mangle_9_1(node_id);
-        let k1 = test_key(&c1, &n1);
-        if let Some(rec) = self.run.tests.get_mut(k1.as_str()) {
-            rec.report = Some(entry);
-            return;
-        }
-        self.run.report_misses += 1;
     }
 
-    pub fn finish(self) -> Run {
+    fn apply_oldest_report(&mut self) {
+        let Some(r) = self.reports.pop() else {
+            return;
+        };
+        let tests = &mut self.run.tests;
+        let found = tests
+            .find(r.key)
+            .or_else(|| r.key_9_1.and_then(|k| tests.find(k)));
+        match found {
+            Some(i) => {
+                let mut rec = tests.get(i);
+                rec.report = Some(r.entry);
+                tests.set(i, &rec);
+                tests.set_report_id(i, &r.node_id);
+            }
+            None => self.run.report_misses += 1,
+        }
+    }
+
+    fn drain(&mut self) {
+        self.drain_cases();
+        while self.reports.len > 0 {
+            self.apply_oldest_report();
+        }
+    }
+
+    /// The run, with every queued element and report entry applied.
+    pub fn finish(mut self) -> Run {
+        self.drain();
         self.run
     }
 
@@ -275,4 +587,73 @@ impl RunBuilder {
 /// `tests/a.py::t[p] [SMALL]` → `tests/a.py::t[p]` (the label is the node id's tail).
 fn strip_label_from_nodeid(id: &str) -> &str {
     nodeid::split_size_label(id).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Enough elements to go through the table thread in several batches, with reruns and
+    /// teardown errors that land in a later batch than their first attempt.
+    #[test]
+    fn large_runs_collapse_the_same_through_the_table_thread() {
+        let n = 3 * BATCH + 17;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(f, "<testsuites><testsuite name=\"s\">").unwrap();
+        for i in 0..n {
+            write!(
+                f,
+                "<testcase classname=\"PFX.m{}\" name=\"t{i} [SMALL]\" time=\"0.5\"/>",
+                i % 7
+            )
+            .unwrap();
+        }
+        // Every tenth test again: a rerun that failed, then a teardown error.
+        for i in (0..n).step_by(10) {
+            write!(f, "<testcase classname=\"PFX.m{}\" name=\"t{i}\" time=\"1\"><failure>x</failure></testcase>", i % 7).unwrap();
+            write!(f, "<testcase classname=\"PFX.m{}\" name=\"t{i}\" time=\"0.25\"><error message=\"failed on teardown with x\">y</error></testcase>", i % 7).unwrap();
+        }
+        write!(f, "</testsuite></testsuites>").unwrap();
+        for ids in [false, true] {
+            let mut b = RunBuilder::with_options("PFX", ReadOptions { test_ids: ids });
+            b.read_junit(f.path()).unwrap();
+            b.apply_report(&SizeEntry {
+                name: "m3.py::t3 [SMALL]",
+                size: Some(crate::model::Size::Medium),
+                duration: Some(2.0),
+                timing: false,
+                hermeticity: [0; 5],
+            });
+            let run = b.finish();
+            assert_eq!(run.tests.len(), n);
+            assert!(run.any_name_label);
+            assert_eq!(run.suite.elements, (n + 2 * n.div_ceil(10)) as u64);
+            let mut reran = 0;
+            for (i, t) in run.tests.iter().enumerate() {
+                let r = t.record();
+                if i % 10 == 0 {
+                    reran += 1;
+                    assert_eq!((r.attempts, r.reruns), (2, 1), "{i}");
+                    assert!(r.last.failure && r.last.error, "{i}");
+                    assert_eq!(r.last_time, 1.25);
+                } else {
+                    assert_eq!((r.attempts, r.reruns, r.last_time), (1, 0, 0.5), "{i}");
+                }
+                if ids && i != 3 {
+                    assert_eq!(t.id(), format!("m{}::t{i}", i % 7));
+                }
+            }
+            assert_eq!(reran, n.div_ceil(10));
+            let joined: Vec<_> = run
+                .tests
+                .iter()
+                .filter(|t| t.record().report.is_some())
+                .collect();
+            assert_eq!(joined.len(), 1);
+            if ids {
+                assert_eq!(joined[0].id(), "m3.py::t3");
+            }
+        }
+    }
 }

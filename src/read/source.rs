@@ -2,16 +2,97 @@
 //! reader that can peek a few bytes ahead (for XML markup that straddles a buffer edge).
 //!
 //! Errors name the file and what to do; nothing here reads a whole file into memory.
+//! XML inputs are opened with [`open_xml`], which also checks, as the bytes arrive, that
+//! the document is UTF-8 without NUL bytes and that no single piece of markup handed to
+//! the parser grows past [`MAX_MARKUP`]. Every reader ends with
+//! [`PeekReader::check_unchanged`]: a report that grew, shrank or was rewritten while it
+//! was read is an error, never a half-read run.
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::path::Path;
+use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
 use super::ReadError;
 
 const BUF_SIZE: usize = 256 * 1024;
+
+/// The longest piece of markup (a start tag with all its attributes, a comment-free
+/// declaration or DOCTYPE) the XML readers accept: 4 MiB. pytest 9.2 cuts failure
+/// messages to 500 characters and 9.1 writes them whole; only a multi-megabyte exception
+/// message comes near this, and past it the parser would have to hold the whole tag.
+pub const MAX_MARKUP: u64 = 4 << 20;
+
+/// Something wrong with the bytes themselves, found while reading; `offset` is the byte
+/// offset in the (decompressed) content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputFault {
+    pub offset: u64,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// Not UTF-8; the byte at `offset`.
+    InvalidUtf8(u8),
+    /// The content ends inside a multi-byte character.
+    TruncatedUtf8,
+    /// U+0000, which XML 1.0 does not allow anywhere.
+    Nul,
+    /// One piece of markup longer than [`MAX_MARKUP`].
+    MarkupTooLong(u64),
+    /// A JSON token (string or number) longer than the size-report limit.
+    TokenTooLong(u64),
+}
+
+impl std::fmt::Display for InputFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            FaultKind::InvalidUtf8(b) => write!(
+                f,
+                "not UTF-8 (byte 0x{b:02X}): reports must be UTF-8 encoded"
+            ),
+            FaultKind::TruncatedUtf8 => {
+                f.write_str("not UTF-8: the file ends inside a multi-byte character")
+            }
+            FaultKind::Nul => {
+                f.write_str("a NUL byte, which XML does not allow (a binary or damaged file?)")
+            }
+            FaultKind::MarkupTooLong(n) => write!(
+                f,
+                "a tag longer than {} MiB (an element with its attributes); ptc-metrics reads tags up to that size",
+                n >> 20
+            ),
+            FaultKind::TokenTooLong(n) => write!(
+                f,
+                "a single JSON value longer than {} MiB without a quote; a size report never has one",
+                n >> 20
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InputFault {}
+
+impl InputFault {
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// The [`InputFault`] inside an I/O error, if that is what it is.
+pub fn fault_of(e: &io::Error) -> Option<&InputFault> {
+    e.get_ref().and_then(|x| x.downcast_ref::<InputFault>())
+}
+
+/// What the file looked like when it was opened.
+struct Origin {
+    file: File,
+    len: u64,
+    modified: Option<SystemTime>,
+}
 
 /// A buffered reader that can guarantee `n` bytes of lookahead (`fill_at_least`).
 pub struct PeekReader {
@@ -20,6 +101,19 @@ pub struct PeekReader {
     pos: usize,
     end: usize,
     eof: bool,
+    /// Bytes read from `inner` so far.
+    total: u64,
+    /// UTF-8 and NUL checking of every byte read (XML inputs).
+    validate: bool,
+    /// The start of a multi-byte character cut by the end of the last read.
+    carry: [u8; 4],
+    carry_len: usize,
+    fault: Option<InputFault>,
+    /// Markup budget: while armed, consuming more than `budget` bytes is a fault.
+    budget: u64,
+    spent: u64,
+    armed_at: u64,
+    origin: Option<Origin>,
 }
 
 impl PeekReader {
@@ -30,6 +124,144 @@ impl PeekReader {
             pos: 0,
             end: 0,
             eof: false,
+            total: 0,
+            validate: false,
+            carry: [0; 4],
+            carry_len: 0,
+            fault: None,
+            budget: u64::MAX,
+            spent: 0,
+            armed_at: 0,
+            origin: None,
+        }
+    }
+
+    /// Offset in the content of the next unread byte.
+    pub fn position(&self) -> u64 {
+        self.total - (self.end - self.pos) as u64
+    }
+
+    /// From now on, consuming more than `limit` bytes before [`disarm`](Self::disarm) is a
+    /// [`FaultKind::MarkupTooLong`] fault (reported at the current position).
+    pub fn arm(&mut self, limit: u64) {
+        self.budget = limit;
+        self.spent = 0;
+        self.armed_at = self.position();
+    }
+
+    /// Ends the budget; `Err` when it was exceeded.
+    pub fn disarm(&mut self) -> Result<(), InputFault> {
+        let over = self.spent > self.budget;
+        let budget = self.budget;
+        self.budget = u64::MAX;
+        self.spent = 0;
+        if over {
+            Err(InputFault {
+                offset: self.armed_at,
+                kind: FaultKind::MarkupTooLong(budget),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reads once from `inner` into the free end of the buffer (growing it when full).
+    fn read_more(&mut self) -> io::Result<()> {
+        if let Some(f) = &self.fault {
+            return Err(f.clone().into_io());
+        }
+        if self.spent > self.budget {
+            let f = InputFault {
+                offset: self.armed_at,
+                kind: FaultKind::MarkupTooLong(self.budget),
+            };
+            return Err(f.into_io());
+        }
+        if self.end == self.buf.len() {
+            let len = self.buf.len();
+            self.buf.resize(len * 2, 0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    if self.validate && self.carry_len > 0 {
+                        return Err(
+                            self.fail(self.total - self.carry_len as u64, FaultKind::TruncatedUtf8)
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(k) => {
+                    let start = self.end;
+                    self.end += k;
+                    let base = self.total;
+                    self.total += k as u64;
+                    if self.validate {
+                        if let Err(e) = self.check(start, base) {
+                            // Bytes that failed the check are never handed out.
+                            self.end = start;
+                            return Err(e);
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, offset: u64, kind: FaultKind) -> io::Error {
+        let f = InputFault { offset, kind };
+        self.fault = Some(f.clone());
+        f.into_io()
+    }
+
+    /// Checks `buf[start..end]`, which begins at content offset `base`.
+    fn check(&mut self, start: usize, base: u64) -> io::Result<()> {
+        let mut i = start;
+        if self.carry_len > 0 {
+            let width = utf8_width(self.carry[0]);
+            while self.carry_len < width && i < self.end {
+                self.carry[self.carry_len] = self.buf[i];
+                self.carry_len += 1;
+                i += 1;
+            }
+            if self.carry_len < width {
+                return Ok(());
+            }
+            let carry_at = base - (self.carry_len - (i - start)) as u64;
+            if std::str::from_utf8(&self.carry[..width]).is_err() {
+                let b = self.carry[0];
+                return Err(self.fail(carry_at, FaultKind::InvalidUtf8(b)));
+            }
+            self.carry_len = 0;
+        }
+        let data = &self.buf[i..self.end];
+        let at = base + (i - start) as u64;
+        let nul = memchr::memchr(0, data);
+        let bad = match std::str::from_utf8(data) {
+            Ok(_) => None,
+            Err(e) => match e.error_len() {
+                Some(_) => Some(e.valid_up_to()),
+                None => {
+                    let tail = &data[e.valid_up_to()..];
+                    self.carry[..tail.len()].copy_from_slice(tail);
+                    self.carry_len = tail.len();
+                    None
+                }
+            },
+        };
+        match (nul, bad) {
+            (Some(z), b) if b.is_none_or(|b| z < b) => {
+                Err(self.fail(at + z as u64, FaultKind::Nul))
+            }
+            (_, Some(b)) => {
+                let byte = data[b];
+                Err(self.fail(at + b as u64, FaultKind::InvalidUtf8(byte)))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -41,18 +273,34 @@ impl PeekReader {
                 self.end -= self.pos;
                 self.pos = 0;
             }
-            if self.end == self.buf.len() {
-                let len = self.buf.len();
-                self.buf.resize(len * 2, 0);
-            }
-            match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(k) => self.end += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            self.read_more()?;
         }
         Ok(&self.buf[self.pos..self.end])
+    }
+
+    /// An error when the file is not as it was when opened: its size or modification time
+    /// changed while it was read (a report still being written, or rewritten meanwhile).
+    pub fn check_unchanged(&self, path: &Path) -> Result<(), ReadError> {
+        let Some(o) = &self.origin else {
+            return Ok(());
+        };
+        let now = o.file.metadata().map_err(|e| ReadError::io(path, &e))?;
+        if now.len() != o.len || now.modified().ok() != o.modified {
+            return Err(ReadError::plain(
+                path,
+                "changed while it was read (is pytest still writing it?); read it once it is complete",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Length of the UTF-8 sequence a valid lead byte starts.
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        _ => 2,
     }
 }
 
@@ -72,27 +320,22 @@ impl BufRead for PeekReader {
             self.pos = 0;
             self.end = 0;
             if !self.eof {
-                loop {
-                    match self.inner.read(&mut self.buf) {
-                        Ok(0) => {
-                            self.eof = true;
-                            break;
-                        }
-                        Ok(k) => {
-                            self.end = k;
-                            break;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                self.read_more()?;
             }
+        } else if self.spent > self.budget {
+            let f = InputFault {
+                offset: self.armed_at,
+                kind: FaultKind::MarkupTooLong(self.budget),
+            };
+            return Err(f.into_io());
         }
         Ok(&self.buf[self.pos..self.end])
     }
 
     fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.end);
+        let amt = amt.min(self.end - self.pos);
+        self.pos += amt;
+        self.spent += amt as u64;
     }
 }
 
@@ -113,13 +356,34 @@ pub fn open(path: &Path) -> Result<PeekReader, ReadError> {
         ));
     }
     let file = File::open(path).map_err(|e| ReadError::io(path, &e))?;
+    // The size and time of the file actually opened (not of a path replaced meanwhile).
+    let meta = file.metadata().map_err(|e| ReadError::io(path, &e))?;
+    let origin = file.try_clone().ok().map(|f| Origin {
+        file: f,
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    });
     let mut raw = PeekReader::new(Box::new(file));
     let head = raw.fill_at_least(2).map_err(|e| ReadError::io(path, &e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(PeekReader::new(Box::new(MultiGzDecoder::new(raw))))
+        let mut r = PeekReader::new(Box::new(MultiGzDecoder::new(raw)));
+        r.origin = origin;
+        Ok(r)
     } else {
+        raw.origin = origin;
         Ok(raw)
     }
+}
+
+/// Opens an XML input: [`open`], plus UTF-8 and NUL checks of every byte read.
+pub fn open_xml(path: &Path) -> Result<PeekReader, ReadError> {
+    let mut r = open(path)?;
+    r.validate = true;
+    if r.total > 0 {
+        // What was read to look for the gzip magic, on a plain file.
+        r.check(0, 0).map_err(|e| ReadError::from_io(path, &e))?;
+    }
+    Ok(r)
 }
 
 /// Modification time of `path` in Unix seconds, if the file system knows it.

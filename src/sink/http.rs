@@ -2,8 +2,11 @@
 //! CA file), basic or bearer auth, and retries with capped exponential backoff and full
 //! jitter (AWS "Exponential Backoff and Jitter": sleep = random(0, min(cap, base·2ⁿ))).
 //!
-//! Retried: transport errors, 408, 429 (honouring `Retry-After`), and 5xx. Never other
-//! 4xx: those will not succeed on a retry, and the server's error body is shown instead.
+//! Retried ([`RetryPolicy::Default`]): transport errors, 408, 429 (honouring `Retry-After`),
+//! and 5xx. Never other 4xx: those will not succeed on a retry, and the server's error body
+//! is shown instead. [`RetryPolicy::RemoteWrite`] follows the remote-write 1.0 spec: only
+//! transport errors, 429 and 5xx, always within the `retries` cap (Prometheus 2.42 answers
+//! 500 to samples it will never accept, so retrying forever would never end).
 //! Credentials are never printed: URLs are shown without their password.
 
 use std::path::PathBuf;
@@ -43,6 +46,31 @@ pub enum Auth {
     Bearer(Secret),
 }
 
+/// Which answers are worth another attempt (always at most `retries` more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryPolicy {
+    /// Transport errors, 408, 429 and 5xx.
+    #[default]
+    Default,
+    /// Remote write 1.0: transport errors, 429 and 5xx; a 408 is final like any other 4xx.
+    RemoteWrite,
+}
+
+impl RetryPolicy {
+    pub fn retries(self, status: StatusCode) -> bool {
+        match self {
+            RetryPolicy::Default => {
+                status == StatusCode::REQUEST_TIMEOUT
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+            }
+            RetryPolicy::RemoteWrite => {
+                status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+            }
+        }
+    }
+}
+
 /// Typed HTTP settings, from the CLI's `--timeout`, `--retries`, auth and TLS flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
@@ -55,6 +83,8 @@ pub struct HttpConfig {
     pub ca_file: Option<PathBuf>,
     /// Extra headers, e.g. a tenant header for remote write.
     pub headers: Vec<(String, String)>,
+    /// Which statuses are retried.
+    pub retry: RetryPolicy,
 }
 
 impl Default for HttpConfig {
@@ -67,6 +97,7 @@ impl Default for HttpConfig {
             auth: Auth::None,
             ca_file: None,
             headers: Vec::new(),
+            retry: RetryPolicy::Default,
         }
     }
 }
@@ -237,10 +268,7 @@ impl HttpClient {
                     if status.is_success() {
                         return Ok(Answer { status, body: text });
                     }
-                    let retryable = status == StatusCode::REQUEST_TIMEOUT
-                        || status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error();
-                    if !retryable {
+                    if !self.cfg.retry.retries(status) {
                         return Err(DeliveryError::Rejected {
                             method: method.to_string(),
                             url: shown,
@@ -341,5 +369,24 @@ mod tests {
         let u = Url::parse("https://bob:hunter2@gw.example:9091/metrics").unwrap();
         assert_eq!(redact(&u), "https://bob:***@gw.example:9091/metrics");
         assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
+    }
+
+    #[test]
+    fn retry_policies() {
+        let d = RetryPolicy::Default;
+        let rw = RetryPolicy::RemoteWrite;
+        for (code, default, remote_write) in [
+            (408, true, false),
+            (429, true, true),
+            (500, true, true),
+            (503, true, true),
+            (400, false, false),
+            (404, false, false),
+            (413, false, false),
+        ] {
+            let s = StatusCode::from_u16(code).unwrap();
+            assert_eq!(d.retries(s), default, "{code}");
+            assert_eq!(rw.retries(s), remote_write, "{code}");
+        }
     }
 }

@@ -1,7 +1,13 @@
 //! Stage 4: delivery. The only stage that touches the network or writes outputs.
 //!
 //! `http`: the shared client (timeouts, TLS, auth, retries); `pushgateway`: push and
-//! delete a group, read its running totals.
+//! delete a group, read its running totals; `textfile`: node_exporter's textfile collector
+//! (atomic replace, running totals read back from the previous file); `remote_write`:
+//! Prometheus remote write 1.0 receivers; `openmetrics_file`: an OpenMetrics file for
+//! promtool, written atomically.
 
 pub mod http;
+pub mod openmetrics_file;
 pub mod pushgateway;
+pub mod remote_write;
+pub mod textfile;

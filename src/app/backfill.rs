@@ -1,0 +1,648 @@
+//! `backfill`: discover → read (parallel) → plan → encode → deliver, batch by batch, with
+//! the state committed around every acknowledged batch (`crate::backfill::state` explains
+//! why that is exactly once; docs/backfill.md for users).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use prometheus::proto::{MetricFamily, MetricType};
+
+use super::{exit_for, Exit};
+use crate::backfill::discover::discover;
+use crate::backfill::parse::{self, parse_all, Outcome, ParsedRun};
+use crate::backfill::plan::{plan, Plan, PlannedRun};
+use crate::backfill::progress::{Mode, Progress};
+use crate::backfill::state::{
+    Delta, Pending, Request, RunRecord, SinkKind, State, StateError, StateFile,
+};
+use crate::backfill::{rfc3339, BackfillConfig, ProgressMode, SinkConfig};
+use crate::config::ConfigError;
+use crate::derive::metrics::families;
+use crate::derive::totals::Totals;
+use crate::encode::openmetrics::Builder;
+use crate::encode::remote_write::{point_count, points, Batch};
+use crate::encode::text;
+use crate::sink::http::HttpClient;
+use crate::sink::pushgateway::{self, PushMethod, PushgatewayConfig};
+use crate::sink::{openmetrics_file, remote_write};
+
+/// Some runs could not be read and were skipped; everything else was delivered (exit 4).
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} run(s) could not be read and were skipped (see the warnings above); fix or remove them, \
+         the next backfill delivers them")]
+pub struct SkippedRuns {
+    pub failed: usize,
+}
+
+/// Counts for the closing line.
+#[derive(Debug, Default)]
+struct Found {
+    already: usize,
+    failed: usize,
+    duplicates: usize,
+}
+
+/// `ptc-metrics backfill`.
+pub fn backfill(
+    cfg: &BackfillConfig,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<()> {
+    let mode = match cfg.progress {
+        ProgressMode::Bar => Mode::Bar,
+        ProgressMode::Plain => Mode::Plain,
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Mode::Bar,
+        ProgressMode::Auto => Mode::Plain,
+    };
+    let mut log = Progress::new(mode, stderr);
+    let target = cfg.sink.target();
+
+    // The state: what was delivered before, and a batch that may be in flight.
+    let store = match &cfg.state {
+        Some(p) => Some(StateFile::open(p, !cfg.dry_run).map_err(|e| ConfigError(e.to_string()))?),
+        None => None,
+    };
+    let loaded = match &store {
+        Some(s) => s.load().map_err(|e| ConfigError(e.to_string()))?,
+        None => None,
+    };
+    if let (Some(st), Some(s)) = (&loaded, &store) {
+        check_state(st, s, cfg, &target, &mut log)?;
+    }
+    let kind = cfg.sink.kind();
+    let mut state = loaded.unwrap_or_else(|| {
+        State::new(
+            kind.unwrap_or(SinkKind::RemoteWrite),
+            &target,
+            &cfg.derive.buckets,
+        )
+    });
+    if store.is_none() && !cfg.dry_run && !matches!(cfg.sink, SinkConfig::OpenMetrics(_)) {
+        log.line(
+            "note: no --state file: every run found is delivered and running totals start from zero; \
+             give --state FILE for repeated (cron) backfills",
+        );
+    }
+    if let Some(p) = state.pending.clone() {
+        if cfg.discard_pending {
+            log.line(&format!(
+                "warning: forgetting the unacknowledged batch of {} run(s) for {} (--discard-pending); \
+                 they are delivered anew",
+                p.delta.runs.len(),
+                p.target
+            ));
+            state.pending = None;
+            if let (Some(s), false) = (&store, cfg.dry_run) {
+                commit(s, &state)?;
+            }
+        } else if cfg.dry_run {
+            log.line(&format!(
+                "dry run: the state holds an unacknowledged batch of {} run(s) for {}; a backfill sends it first",
+                p.delta.runs.len(),
+                p.target
+            ));
+            state.apply(&p.delta);
+        } else {
+            resend_pending(&p, cfg, &mut state, store.as_ref(), &target, &mut log)?;
+        }
+    }
+
+    // Discover and read.
+    let found = discover(&cfg.sources).map_err(|e| ConfigError(e.to_string()))?;
+    for n in &found.notes {
+        log.line(&format!("warning: {n}"));
+    }
+    let delivered: HashSet<String> = state.runs.keys().cloned().collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(i64::MAX / 2);
+    let ctx = parse::Context {
+        defaults: &cfg.defaults,
+        derive: &cfg.derive,
+        delivered: &delivered,
+        now_ms,
+    };
+    log.start("read", "directories", found.candidates.len() as u64);
+    let outcomes = parse_all(&found.candidates, &ctx, cfg.jobs, |_| log.advance(1, 0));
+    log.finish();
+    let (runs, counts) = sort_outcomes(outcomes, &mut log);
+
+    // Plan: order, timestamps, running totals.
+    let seeds = match &cfg.sink {
+        SinkConfig::Gateway { url, http } if !cfg.dry_run => {
+            gateway_seeds(url, http, &runs, &state)?
+        }
+        _ => BTreeMap::new(),
+    };
+    let plan = plan(runs, &state, &seeds);
+    for n in &plan.notes {
+        log.line(&format!("note: {n}"));
+    }
+
+    if cfg.dry_run {
+        drop(log);
+        return dry_run(cfg, &plan, &counts, stdout, stderr);
+    }
+
+    let delivered = match &cfg.sink {
+        SinkConfig::RemoteWrite(rw) => {
+            deliver_remote_write(cfg, rw, &plan, &mut state, store.as_ref(), &target, &mut log)
+        }
+        SinkConfig::OpenMetrics(path) => deliver_openmetrics(path, &plan, &mut state, store.as_ref(), &mut log),
+        SinkConfig::Gateway { url, http } => {
+            deliver_gateway(url, http, &plan, &mut state, store.as_ref(), &target, &mut log)
+        }
+        SinkConfig::None => Err(ConfigError(
+            "no destination: give --remote-write URL, --openmetrics FILE or --gateway URL (or --dry-run)".into(),
+        )
+        .into()),
+    };
+    log.finish();
+    match delivered {
+        Ok((n, samples)) => log.line(&format!(
+            "backfill: {n} new run(s), {samples} samples delivered to {target}; {} already delivered{}{}",
+            counts.already,
+            if counts.duplicates > 0 {
+                format!(", {} duplicate(s) ignored", counts.duplicates)
+            } else {
+                String::new()
+            },
+            if counts.failed > 0 {
+                format!(", {} skipped", counts.failed)
+            } else {
+                String::new()
+            },
+        )),
+        Err(e) if cfg.soft_fail && exit_for(&e) == Exit::Delivery => {
+            log.line(&format!(
+                "warning: backfill not delivered (--soft-fail): {e:#}"
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    if counts.failed > 0 {
+        return Err(SkippedRuns {
+            failed: counts.failed,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Refuses a state written for another destination kind or other buckets.
+fn check_state(
+    st: &State,
+    file: &StateFile,
+    cfg: &BackfillConfig,
+    target: &str,
+    log: &mut Progress,
+) -> Result<()> {
+    if let Some(kind) = cfg.sink.kind() {
+        if st.sink != kind {
+            return Err(ConfigError(format!(
+                "--state {}: this state file belongs to {} {}; use one state file per destination",
+                file.path().display(),
+                st.sink.as_str(),
+                st.target
+            ))
+            .into());
+        }
+        if st.target != target && st.pending.is_none() {
+            log.line(&format!(
+                "warning: --state {} was used with {}, now {}: runs it lists as delivered are not sent again",
+                file.path().display(),
+                st.target,
+                target
+            ));
+        }
+    }
+    if st.buckets != cfg.derive.buckets {
+        return Err(ConfigError(format!(
+            "--buckets: the state file {} holds histogram totals with buckets {:?}; give the same --buckets, \
+             or start a new state file",
+            file.path().display(),
+            st.buckets
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Commits the state; a failure to write it is a failed delivery (exit 3): the next
+/// backfill finds the batch still pending and sends it again.
+fn commit(store: &StateFile, state: &State) -> Result<()> {
+    match store.commit(state) {
+        Ok(()) => Ok(()),
+        Err(StateError::Write(e)) => Err(anyhow::Error::from(e).context(format!(
+            "cannot update the state file {} (the next backfill sends the last batch again)",
+            store.path().display()
+        ))),
+        Err(e) => Err(ConfigError(e.to_string()).into()),
+    }
+}
+
+/// Sends the batch an interrupted backfill left in the state, then applies it.
+fn resend_pending(
+    p: &Pending,
+    cfg: &BackfillConfig,
+    state: &mut State,
+    store: Option<&StateFile>,
+    target: &str,
+    log: &mut Progress,
+) -> Result<()> {
+    let mismatch = || -> anyhow::Error {
+        ConfigError(format!(
+            "the state file holds an unacknowledged batch of {} run(s) for {}: rerun with that destination to \
+             send it, or add --discard-pending if the destination refused it for good (its runs are then \
+             delivered anew)",
+            p.delta.runs.len(),
+            p.target
+        ))
+        .into()
+    };
+    if p.target != target {
+        return Err(mismatch());
+    }
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&p.body)
+        .map_err(|e| {
+            ConfigError(format!(
+                "the state's pending batch is damaged ({e}); use --discard-pending"
+            ))
+        })?;
+    match (&p.request, &cfg.sink) {
+        (Request::RemoteWrite, SinkConfig::RemoteWrite(rw)) => {
+            let client = remote_write::client(rw)?;
+            remote_write::send(&client, &rw.url, &body)
+                .context("sending the batch an interrupted backfill left unacknowledged")?;
+        }
+        (Request::Gateway { job, grouping, put }, SinkConfig::Gateway { url, http }) => {
+            let client = HttpClient::new(http.clone())?;
+            let gw = gateway_config(url, job, grouping, *put);
+            let text = String::from_utf8_lossy(&body);
+            pushgateway::push(&client, &gw, &text)
+                .context("pushing the group an interrupted backfill left unacknowledged")?;
+        }
+        _ => return Err(mismatch()),
+    }
+    state.apply(&p.delta);
+    state.pending = None;
+    if let Some(s) = store {
+        commit(s, state)?;
+    }
+    log.line(&format!(
+        "backfill: sent the batch an interrupted backfill left unacknowledged ({} run(s), {} samples)",
+        p.delta.runs.len(),
+        p.samples
+    ));
+    Ok(())
+}
+
+/// Splits outcomes into runs to plan and counts; says what was skipped and why.
+fn sort_outcomes(outcomes: Vec<Outcome>, log: &mut Progress) -> (Vec<ParsedRun>, Found) {
+    let mut counts = Found::default();
+    let mut runs = Vec::new();
+    let mut first_dir: HashMap<String, std::path::PathBuf> = HashMap::new();
+    let mut notes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut from_mtime = 0;
+    for o in outcomes {
+        match o {
+            Outcome::Parsed(r) => {
+                if let Some(first) = first_dir.get(&r.id) {
+                    log.line(&format!(
+                        "note: {} holds the same JUnit report(s) as {}; it is delivered once",
+                        r.dir.display(),
+                        first.display()
+                    ));
+                    counts.duplicates += 1;
+                    continue;
+                }
+                first_dir.insert(r.id.clone(), r.dir.clone());
+                for n in &r.summary.notes {
+                    *notes.entry(n.clone()).or_default() += 1;
+                }
+                from_mtime += usize::from(r.from_mtime);
+                runs.push(*r);
+            }
+            Outcome::Delivered { .. } => counts.already += 1,
+            Outcome::NotARun { .. } => {}
+            Outcome::Failed { dir, error } => {
+                counts.failed += 1;
+                log.line(&format!("warning: skipped {}: {error}", dir.display()));
+            }
+        }
+    }
+    for (n, count) in notes {
+        log.line(&format!("note ({count} run(s)): {n}"));
+    }
+    if from_mtime > 0 {
+        log.line(&format!(
+            "note: {from_mtime} run(s) have no timestamp in their reports or run.json; their files' \
+             modification time is used (copying an archive changes it: set \"timestamp\" in run.json)"
+        ));
+    }
+    (runs, counts)
+}
+
+/// A run's families: per-run gauges and cumulative families apart (they may carry
+/// different timestamps).
+fn run_families(pr: &PlannedRun) -> (Vec<MetricFamily>, Vec<MetricFamily>) {
+    let fams = families(
+        &pr.run.summary,
+        &pr.group_after.totals,
+        &pr.run.group.series_labels(),
+    );
+    fams.into_iter().partition(|f| {
+        !matches!(
+            f.get_field_type(),
+            MetricType::COUNTER | MetricType::HISTOGRAM
+        )
+    })
+}
+
+fn record(pr: &PlannedRun) -> RunRecord {
+    RunRecord {
+        group: pr.run.key.clone(),
+        timestamp_ms: pr.gauge_ms,
+        path: pr.run.dir.display().to_string(),
+    }
+}
+
+/// What delivering `runs` changes in the state.
+fn delta_of<'a>(runs: impl IntoIterator<Item = &'a PlannedRun>) -> Delta {
+    let mut d = Delta::default();
+    for pr in runs {
+        d.runs.insert(pr.run.id.clone(), record(pr));
+        d.groups.insert(pr.run.key.clone(), pr.group_after.clone());
+    }
+    d
+}
+
+fn deliver_remote_write(
+    cfg: &BackfillConfig,
+    rw: &remote_write::RemoteWriteConfig,
+    plan: &Plan,
+    state: &mut State,
+    store: Option<&StateFile>,
+    target: &str,
+    log: &mut Progress,
+) -> Result<(usize, u64)> {
+    let client = remote_write::client(rw)?;
+    log.start("delivered", "runs", plan.runs.len() as u64);
+    let mut batch = Batch::new();
+    let mut done: Vec<&PlannedRun> = Vec::new();
+    let mut total = 0u64;
+    let mut flush =
+        |batch: &mut Batch, done: &mut Vec<&PlannedRun>, log: &mut Progress| -> Result<()> {
+            if batch.is_empty() && done.is_empty() {
+                return Ok(());
+            }
+            let samples = batch.samples() as u64;
+            let delta = delta_of(done.iter().copied());
+            if !batch.is_empty() {
+                let body = batch.body()?;
+                if let Some(s) = store {
+                    state.pending = Some(Pending {
+                        target: target.to_string(),
+                        request: Request::RemoteWrite,
+                        body: base64::engine::general_purpose::STANDARD.encode(&body),
+                        delta: delta.clone(),
+                        samples,
+                    });
+                    commit(s, state)?;
+                }
+                remote_write::send(&client, &rw.url, &body).with_context(|| {
+                    let (first, last) = (done.first(), done.last());
+                    format!(
+                        "remote write of {} sample(s){}",
+                        samples,
+                        match (first, last) {
+                            (Some(f), Some(l)) => format!(
+                                " of runs {} .. {}",
+                                rfc3339(f.gauge_ms),
+                                rfc3339(l.gauge_ms)
+                            ),
+                            _ => String::new(),
+                        }
+                    )
+                })?;
+            }
+            state.apply(&delta);
+            state.pending = None;
+            if let Some(s) = store {
+                commit(s, state)?;
+            }
+            log.advance(done.len() as u64, samples);
+            total += samples;
+            *batch = Batch::new();
+            done.clear();
+            Ok(())
+        };
+    for pr in &plan.runs {
+        let (gauges, cumulative) = run_families(pr);
+        for (fams, ts) in [(&gauges, pr.gauge_ms), (&cumulative, pr.cumulative_ms)] {
+            for p in points(fams) {
+                if batch.approx_bytes() >= cfg.batch_bytes {
+                    flush(&mut batch, &mut done, log)?;
+                }
+                batch.push(&p.labels, ts, p.value);
+            }
+        }
+        done.push(pr);
+        if batch.approx_bytes() >= cfg.batch_bytes {
+            flush(&mut batch, &mut done, log)?;
+        }
+    }
+    flush(&mut batch, &mut done, log)?;
+    Ok((plan.runs.len(), total))
+}
+
+fn deliver_openmetrics(
+    path: &std::path::Path,
+    plan: &Plan,
+    state: &mut State,
+    store: Option<&StateFile>,
+    log: &mut Progress,
+) -> Result<(usize, u64)> {
+    log.start("encoded", "runs", plan.runs.len() as u64);
+    let mut om = Builder::new();
+    for pr in &plan.runs {
+        let (gauges, cumulative) = run_families(pr);
+        let n = point_count(&gauges) + point_count(&cumulative);
+        om.add(&gauges, pr.gauge_ms);
+        om.add(&cumulative, pr.cumulative_ms);
+        log.advance(1, n as u64);
+    }
+    openmetrics_file::write(path, &om)?;
+    state.apply(&delta_of(&plan.runs));
+    if let Some(s) = store {
+        commit(s, state)?;
+    }
+    Ok((plan.runs.len(), om.samples() as u64))
+}
+
+fn gateway_config(
+    url: &reqwest::Url,
+    job: &str,
+    grouping: &[(String, String)],
+    put: bool,
+) -> PushgatewayConfig {
+    PushgatewayConfig {
+        url: url.clone(),
+        job: job.to_string(),
+        grouping: grouping.to_vec(),
+        method: if put {
+            PushMethod::Put
+        } else {
+            PushMethod::Post
+        },
+        gzip: true,
+    }
+}
+
+/// The current totals of groups the state does not know yet, read from the gateway.
+fn gateway_seeds(
+    url: &reqwest::Url,
+    http: &crate::sink::http::HttpConfig,
+    runs: &[ParsedRun],
+    state: &State,
+) -> Result<BTreeMap<String, Totals>> {
+    let mut seeds = BTreeMap::new();
+    let mut client = None;
+    for r in runs {
+        if state.groups.contains_key(&r.key) || seeds.contains_key(&r.key) {
+            continue;
+        }
+        let c = match &client {
+            Some(c) => c,
+            None => client.insert(HttpClient::new(http.clone())?),
+        };
+        let gw = gateway_config(url, &r.group.job, &r.group.grouping, true);
+        if let Some(t) = pushgateway::read_totals(c, &gw)? {
+            seeds.insert(r.key.clone(), t);
+        }
+    }
+    Ok(seeds)
+}
+
+fn deliver_gateway(
+    url: &reqwest::Url,
+    http: &crate::sink::http::HttpConfig,
+    plan: &Plan,
+    state: &mut State,
+    store: Option<&StateFile>,
+    target: &str,
+    log: &mut Progress,
+) -> Result<(usize, u64)> {
+    let client = HttpClient::new(http.clone())?;
+    let mut groups: BTreeMap<&str, Vec<&PlannedRun>> = BTreeMap::new();
+    for pr in &plan.runs {
+        groups.entry(pr.run.key.as_str()).or_default().push(pr);
+    }
+    log.start("delivered", "runs", plan.runs.len() as u64);
+    let mut total = 0u64;
+    for (key, runs) in groups {
+        let Some(last) = runs.last() else { continue };
+        let put = state
+            .groups
+            .get(key)
+            .is_none_or(|g| last.gauge_ms > g.newest_run_ms);
+        let (gauges, cumulative) = run_families(last);
+        let mut fams = cumulative;
+        if put {
+            fams.extend(gauges);
+        }
+        let body = text::encode(&fams).context("encoding the exposition")?;
+        let samples = point_count(&fams) as u64;
+        let delta = delta_of(runs.iter().copied());
+        let g = &last.run.group;
+        let request = Request::Gateway {
+            job: g.job.clone(),
+            grouping: g.grouping.clone(),
+            put,
+        };
+        if let Some(s) = store {
+            state.pending = Some(Pending {
+                target: target.to_string(),
+                request,
+                body: base64::engine::general_purpose::STANDARD.encode(body.as_bytes()),
+                delta: delta.clone(),
+                samples,
+            });
+            commit(s, state)?;
+        }
+        let gw = gateway_config(url, &g.job, &g.grouping, put);
+        pushgateway::push(&client, &gw, &body)
+            .with_context(|| format!("pushing group {key} ({} run(s))", runs.len()))?;
+        state.apply(&delta);
+        state.pending = None;
+        if let Some(s) = store {
+            commit(s, state)?;
+        }
+        log.advance(runs.len() as u64, samples);
+        total += samples;
+    }
+    Ok((plan.runs.len(), total))
+}
+
+/// `--dry-run`: one line per run that would be delivered, on stdout.
+fn dry_run(
+    cfg: &BackfillConfig,
+    plan: &Plan,
+    counts: &Found,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<()> {
+    let gateway = matches!(cfg.sink, SinkConfig::Gateway { .. });
+    let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
+    for pr in &plan.runs {
+        let e = newest.entry(pr.run.key.as_str()).or_insert(i64::MIN);
+        *e = (*e).max(pr.gauge_ms);
+    }
+    let mut samples = 0usize;
+    for pr in &plan.runs {
+        let (g, c) = run_families(pr);
+        let n = point_count(&g) + point_count(&c);
+        samples += n;
+        let mut line = format!(
+            "{}  {}  {}  {n} samples",
+            rfc3339(pr.gauge_ms),
+            pr.run.key,
+            pr.run.dir.display()
+        );
+        if pr.late {
+            line.push_str(&format!(
+                "  (late: counts added at {})",
+                rfc3339(pr.cumulative_ms)
+            ));
+        }
+        if gateway && newest.get(pr.run.key.as_str()) == Some(&pr.gauge_ms) {
+            line.push_str("  (pushed)");
+        }
+        writeln!(stdout, "{line}").context("writing to stdout")?;
+    }
+    let groups: HashSet<&str> = plan.runs.iter().map(|r| r.run.key.as_str()).collect();
+    let _ = writeln!(
+        stderr,
+        "dry run: {} run(s) in {} group(s) would be delivered ({samples} samples); {} already delivered; \
+         nothing sent, state unchanged{}",
+        plan.runs.len(),
+        groups.len(),
+        counts.already,
+        if gateway {
+            " (--gateway pushes only the newest run of each group, marked \"pushed\"; the others count into its totals)"
+        } else {
+            ""
+        }
+    );
+    if counts.failed > 0 {
+        return Err(SkippedRuns {
+            failed: counts.failed,
+        }
+        .into());
+    }
+    Ok(())
+}

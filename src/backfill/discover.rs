@@ -1,0 +1,303 @@
+//! Finding runs in directories and glob patterns (the matching rule of docs/backfill.md).
+//!
+//! One directory holds one run: the reports directly inside it (not in subdirectories).
+//! A directory given on the command line is walked recursively and every directory in it
+//! with an `.xml`/`.xml.gz` file or a `run.json` is a candidate. A glob pattern (or a file)
+//! selects JUnit files; the directory of each becomes a candidate in which only the
+//! selected files may be JUnit reports, with the size report, coverage and `run.json`
+//! beside them. Which file is what is decided by content when the run is read
+//! (`super::parse`); here only names are looked at, so discovery stays cheap. Hidden
+//! entries (`.git`, `.…tmp` directories of `push --archive`) are skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::runmeta;
+
+/// A directory that may hold a run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Candidate {
+    pub dir: PathBuf,
+    /// `.xml`, `.json` (and `.gz` of them) files directly in `dir`, sorted; not `run.json`.
+    pub files: Vec<PathBuf>,
+    /// From a glob or file argument: only these may be JUnit reports. `None`: any.
+    pub selected: Option<BTreeSet<PathBuf>>,
+    /// `run.json`, when present.
+    pub meta: Option<PathBuf>,
+}
+
+/// What was found.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Sorted by directory.
+    pub candidates: Vec<Candidate>,
+    /// Things to tell the user (a pattern that matched nothing…).
+    pub notes: Vec<String>,
+}
+
+/// A source argument that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DiscoverError {
+    #[error("{0}: no such file or directory (quote glob patterns so that the shell leaves them to ptc-metrics)")]
+    NotFound(String),
+    #[error("{pattern:?} is not a valid glob pattern: {message}")]
+    BadPattern { pattern: String, message: String },
+    #[error("{}: cannot be read: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+}
+
+/// True for names a report can have: `.xml`, `.json`, and either with `.gz`.
+pub fn is_report_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_suffix(".gz").unwrap_or(&n);
+    n.ends_with(".xml") || n.ends_with(".json")
+}
+
+fn is_xml_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with(".xml") || n.ends_with(".xml.gz")
+}
+
+fn has_glob_chars(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Finds the candidates of every source (directory, file or glob pattern).
+pub fn discover(sources: &[String]) -> Result<Discovery, DiscoverError> {
+    let mut found = Found::default();
+    for src in sources {
+        let p = Path::new(src);
+        if p.exists() {
+            found.add_path(p)?;
+        } else if has_glob_chars(src) {
+            let opts = glob::MatchOptions {
+                case_sensitive: true,
+                require_literal_separator: true,
+                require_literal_leading_dot: true,
+            };
+            let paths = glob::glob_with(src, opts).map_err(|e| DiscoverError::BadPattern {
+                pattern: src.clone(),
+                message: e.to_string(),
+            })?;
+            let mut n = 0;
+            for entry in paths {
+                let path = entry.map_err(|e| DiscoverError::Io {
+                    path: e.path().to_path_buf(),
+                    message: e.error().to_string(),
+                })?;
+                n += 1;
+                found.add_path(&path)?;
+            }
+            if n == 0 {
+                found.notes.push(format!("{src:?} matched no file"));
+            }
+        } else {
+            return Err(DiscoverError::NotFound(src.clone()));
+        }
+    }
+    let candidates = found
+        .dirs
+        .into_values()
+        .filter(|c| c.meta.is_some() || c.files.iter().any(|f| is_xml_name(&file_name(f))))
+        .collect();
+    Ok(Discovery {
+        candidates,
+        notes: found.notes,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct Found {
+    dirs: BTreeMap<PathBuf, Candidate>,
+    /// Walked directories (canonical), so that symlink loops end.
+    walked: BTreeSet<PathBuf>,
+    notes: Vec<String>,
+}
+
+impl Found {
+    fn add_path(&mut self, p: &Path) -> Result<(), DiscoverError> {
+        let meta = std::fs::metadata(p).map_err(|e| DiscoverError::Io {
+            path: p.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if meta.is_dir() {
+            self.walk(p)
+        } else {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            self.scan_dir(&dir)?;
+            if let Some(c) = self.dirs.get_mut(&dir) {
+                if let Some(sel) = &mut c.selected {
+                    sel.insert(p.to_path_buf());
+                } else if !self.walked.contains(&canonical(&dir)) {
+                    c.selected = Some(BTreeSet::from([p.to_path_buf()]));
+                }
+                if !c.files.iter().any(|f| f == p) {
+                    c.files.push(p.to_path_buf());
+                    c.files.sort();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Walks `dir` recursively; every directory becomes a candidate of all its reports.
+    fn walk(&mut self, dir: &Path) -> Result<(), DiscoverError> {
+        let canon = canonical(dir);
+        if !self.walked.insert(canon) {
+            return Ok(());
+        }
+        let subdirs = self.scan_dir(dir)?;
+        if let Some(c) = self.dirs.get_mut(dir) {
+            c.selected = None;
+        }
+        for d in subdirs {
+            self.walk(&d)?;
+        }
+        Ok(())
+    }
+
+    /// Lists `dir` into its candidate (created if missing); returns its subdirectories.
+    fn scan_dir(&mut self, dir: &Path) -> Result<Vec<PathBuf>, DiscoverError> {
+        let io = |e: std::io::Error| DiscoverError::Io {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut files = Vec::new();
+        let mut subdirs = Vec::new();
+        let mut meta = None;
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = dir.join(&name);
+            // Follows symlinks; a dangling one is skipped.
+            let Ok(m) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if m.is_dir() {
+                subdirs.push(path);
+            } else if m.is_file() {
+                if name == runmeta::FILE_NAME {
+                    meta = Some(path);
+                } else if is_report_name(&name) {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        subdirs.sort();
+        let c = self
+            .dirs
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| Candidate {
+                dir: dir.to_path_buf(),
+                ..Candidate::default()
+            });
+        c.files = files;
+        c.meta = meta;
+        Ok(subdirs)
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "x").unwrap();
+    }
+
+    #[test]
+    fn walks_directories_one_run_per_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(r, "a/junit.xml");
+        touch(r, "a/size-report.json");
+        touch(r, "a/coverage.xml.gz");
+        touch(r, "a/notes.txt");
+        touch(r, "a/run.json");
+        touch(r, "b/c/report.xml");
+        touch(r, "only-json/size.json");
+        touch(r, ".git/x.xml");
+        touch(r, "a/.junit.xml.tmp-1");
+        let got = discover(&[r.display().to_string()]).unwrap();
+        let dirs: Vec<PathBuf> = got.candidates.iter().map(|c| c.dir.clone()).collect();
+        assert_eq!(dirs, vec![r.join("a"), r.join("b/c")]);
+        let a = &got.candidates[0];
+        assert_eq!(
+            a.files,
+            vec![
+                r.join("a/coverage.xml.gz"),
+                r.join("a/junit.xml"),
+                r.join("a/size-report.json")
+            ]
+        );
+        assert_eq!(a.meta, Some(r.join("a/run.json")));
+        assert_eq!(a.selected, None);
+    }
+
+    #[test]
+    fn globs_select_junit_files_and_keep_their_neighbours() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(r, "ci/1/report.xml");
+        touch(r, "ci/1/other.xml");
+        touch(r, "ci/1/coverage.xml");
+        touch(r, "ci/2/deep/report.xml.gz");
+        let pat = format!("{}/ci/**/report.xml*", r.display());
+        let got = discover(&[pat]).unwrap();
+        assert_eq!(got.candidates.len(), 2);
+        let c1 = &got.candidates[0];
+        assert_eq!(c1.dir, r.join("ci/1"));
+        assert_eq!(c1.files.len(), 3);
+        assert_eq!(
+            c1.selected,
+            Some(BTreeSet::from([r.join("ci/1/report.xml")]))
+        );
+        assert_eq!(got.candidates[1].dir, r.join("ci/2/deep"));
+
+        let none = discover(&[format!("{}/nothing/*.xml", r.display())]).unwrap();
+        assert!(none.candidates.is_empty());
+        assert_eq!(none.notes.len(), 1);
+        assert_eq!(
+            discover(&["no/such/dir".into()]).unwrap_err(),
+            DiscoverError::NotFound("no/such/dir".into())
+        );
+        assert!(matches!(
+            discover(&["a/[".into()]).unwrap_err(),
+            DiscoverError::BadPattern { .. }
+        ));
+    }
+
+    #[test]
+    fn a_directory_argument_wins_over_a_glob_for_the_same_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(r, "x/a.xml");
+        touch(r, "x/b.xml");
+        let got = discover(&[
+            r.join("x/a.xml").display().to_string(),
+            r.join("x").display().to_string(),
+        ])
+        .unwrap();
+        assert_eq!(got.candidates.len(), 1);
+        assert_eq!(got.candidates[0].selected, None);
+    }
+}

@@ -1,0 +1,142 @@
+//! Backfill: archived runs into time series with their own timestamps, exactly once.
+//!
+//! Stages, each in its own file: [`discover`] finds candidate run directories (paths and
+//! globs); [`parse`] reads them in parallel (hash, `read_run`, `summarize`) and skips runs
+//! the [`state`] lists as delivered; [`plan`] orders runs per group and gives each its
+//! timestamps and running totals (pure); `crate::app::backfill` encodes them
+//! (`crate::encode::remote_write`, `crate::encode::openmetrics`, text for `--gateway`) and
+//! delivers batch by batch, committing the [`state`] around each acknowledged batch.
+//! [`runmeta`] is the `run.json` format and [`archive`] writes it (`push --archive`).
+//! docs/backfill.md is the user-facing description, including why SIGKILL at any point
+//! loses nothing and doubles nothing (see also [`state`]).
+
+pub mod archive;
+pub mod discover;
+pub mod parse;
+pub mod plan;
+pub mod progress;
+pub mod runmeta;
+pub mod state;
+
+use std::path::PathBuf;
+
+use crate::derive::DeriveConfig;
+use crate::sink::http::HttpConfig;
+use crate::sink::remote_write::RemoteWriteConfig;
+
+pub use parse::Defaults;
+
+/// Where a backfill delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    RemoteWrite(RemoteWriteConfig),
+    OpenMetrics(PathBuf),
+    /// Only the newest run of each group, to a Pushgateway (base URL).
+    Gateway {
+        url: reqwest::Url,
+        http: HttpConfig,
+    },
+    /// `--dry-run` without a destination.
+    None,
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> Option<state::SinkKind> {
+        match self {
+            SinkConfig::RemoteWrite(_) => Some(state::SinkKind::RemoteWrite),
+            SinkConfig::OpenMetrics(_) => Some(state::SinkKind::Openmetrics),
+            SinkConfig::Gateway { .. } => Some(state::SinkKind::Gateway),
+            SinkConfig::None => None,
+        }
+    }
+
+    /// The destination as it may be shown and stored (no password).
+    pub fn target(&self) -> String {
+        match self {
+            SinkConfig::RemoteWrite(rw) => crate::sink::http::redact(&rw.url),
+            SinkConfig::OpenMetrics(p) => p.display().to_string(),
+            SinkConfig::Gateway { url, .. } => crate::sink::http::redact(url),
+            SinkConfig::None => String::new(),
+        }
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    Auto,
+    Bar,
+    Plain,
+}
+
+/// `ptc-metrics backfill`, validated.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    /// Directories, files and glob patterns.
+    pub sources: Vec<String>,
+    pub sink: SinkConfig,
+    pub state: Option<PathBuf>,
+    pub dry_run: bool,
+    pub derive: DeriveConfig,
+    pub defaults: Defaults,
+    /// Remote-write requests are cut at about this many bytes (uncompressed protobuf).
+    pub batch_bytes: usize,
+    /// Threads that read runs.
+    pub jobs: usize,
+    pub progress: ProgressMode,
+    /// Forget an unacknowledged batch recorded in the state instead of sending it again.
+    pub discard_pending: bool,
+    /// A delivery failure is a warning (exit 0, or 4 when runs were skipped).
+    pub soft_fail: bool,
+}
+
+/// `2026-11-26T14:26:54Z` (with `.mmm` when the milliseconds are not zero), UTC.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let frac = if milli == 0 {
+        String::new()
+    } else {
+        format!(".{milli:03}")
+    };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month, day).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_703_214_052), "2026-11-26T14:26:54.052Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        for ms in [0i64, 1_795_703_214_000, 4_102_444_800_000] {
+            let back = crate::read::junit::parse_timestamp(&rfc3339(ms)).unwrap();
+            assert_eq!((back * 1000.0) as i64, ms);
+        }
+    }
+}

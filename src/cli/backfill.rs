@@ -1,0 +1,401 @@
+//! `backfill`: arguments and their validation into `BackfillConfig`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use reqwest::Url;
+
+use super::{redact_str, DeriveArgs, GatewayArgs};
+use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
+use crate::config::{check_label_name, ConfigError};
+use crate::sink::remote_write::RemoteWriteConfig;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProgressArg {
+    /// A bar when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// Always the bar.
+    Bar,
+    /// Always plain lines (one every few seconds, one per phase).
+    Plain,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A run is one directory: its JUnit XML report(s), the size report (a *size*.json) and \
+coverage.xml beside them, and an optional run.json (project, branch, labels, timestamp; written by \
+`ptc-metrics push --archive DIR`). Quote glob patterns. Each run's samples carry its own timestamp; \
+--state FILE makes repeated backfills deliver every run exactly once. See docs/backfill.md.
+
+Exit status: 0 success; 2 bad usage or unreadable state; 3 delivery failed (the next backfill resumes); \
+4 some runs could not be read and were skipped (the others were delivered)."
+)]
+pub struct BackfillArgs {
+    /// Archive directories (searched recursively), report files, or quoted glob patterns
+    /// such as 'ci-artifacts/**/report.xml'. `.gz` files are read directly.
+    #[arg(
+        value_name = "PATH|GLOB",
+        env = "PTC_METRICS_BACKFILL_SOURCES",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub sources: Vec<String>,
+    /// Prometheus remote write 1.0 endpoint: Prometheus http://HOST:9090/api/v1/write
+    /// (--web.enable-remote-write-receiver and an out_of_order_time_window covering the
+    /// archive), VictoriaMetrics /api/v1/write, Mimir/Cortex /api/v1/push, Thanos Receive
+    /// /api/v1/receive.
+    #[arg(long, value_name = "URL", env = "PTC_METRICS_REMOTE_WRITE")]
+    pub remote_write: Option<String>,
+    /// Write an OpenMetrics file for `promtool tsdb create-blocks-from openmetrics FILE DIR`.
+    #[arg(long, value_name = "FILE", env = "PTC_METRICS_OPENMETRICS")]
+    pub openmetrics: Option<PathBuf>,
+    /// State file: runs delivered (by content hash) and running totals. Required for
+    /// repeated backfills (cron); one per destination.
+    #[arg(long, value_name = "FILE", env = "PTC_METRICS_STATE")]
+    pub state: Option<PathBuf>,
+    /// Extra HTTP header for --remote-write and --gateway, e.g. a tenant:
+    /// "X-Scope-OrgID: team-a" (Mimir/Cortex) or "THANOS-TENANT: team-a". Repeatable.
+    #[arg(
+        long = "header",
+        value_name = "NAME: VALUE",
+        env = "PTC_METRICS_HEADER",
+        hide_env_values = true
+    )]
+    pub headers: Vec<String>,
+    /// List the runs that would be delivered (stdout) and deliver nothing; the state is read, not written.
+    #[arg(long, env = "PTC_METRICS_DRY_RUN")]
+    pub dry_run: bool,
+    /// Cut remote-write requests at about this size (uncompressed), e.g. 512KiB, 4MiB (max 16MiB).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PTC_METRICS_BATCH_SIZE",
+        default_value = "1MiB"
+    )]
+    pub batch_size: String,
+    /// Threads that read runs (default: the number of CPUs).
+    #[arg(long, value_name = "N", env = "PTC_METRICS_JOBS")]
+    pub jobs: Option<usize>,
+    /// How progress is shown on stderr.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        env = "PTC_METRICS_PROGRESS",
+        default_value = "auto"
+    )]
+    pub progress: ProgressArg,
+    /// Forget a batch an interrupted backfill left unacknowledged instead of sending it
+    /// again (only when the destination refused it for good).
+    #[arg(long, env = "PTC_METRICS_DISCARD_PENDING")]
+    pub discard_pending: bool,
+    /// Job label of runs whose run.json names none.
+    #[arg(
+        long,
+        value_name = "JOB",
+        env = "PTC_METRICS_JOB",
+        default_value = "pytest"
+    )]
+    pub job: String,
+    /// Project label of runs whose run.json names none.
+    #[arg(long, value_name = "NAME", env = "PTC_METRICS_PROJECT")]
+    pub project: Option<String>,
+    /// Branch label of runs whose run.json names none.
+    #[arg(long, value_name = "NAME", env = "PTC_METRICS_BRANCH")]
+    pub branch: Option<String>,
+    /// Extra label for runs whose run.json does not set it, repeatable: --label os=linux.
+    #[arg(
+        long = "label",
+        value_name = "K=V",
+        env = "PTC_METRICS_LABELS",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
+    /// The --junitprefix given to pytest, for runs whose run.json names none.
+    #[arg(
+        long,
+        value_name = "PFX",
+        env = "PTC_METRICS_JUNIT_PREFIX",
+        default_value = ""
+    )]
+    pub junit_prefix: String,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub derive: DeriveArgs,
+}
+
+/// Parses `1MiB`, `512KiB`, `64k`, `2M` or a number of bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [
+        ("mib", 1 << 20),
+        ("mb", 1 << 20),
+        ("m", 1 << 20),
+        ("kib", 1 << 10),
+        ("kb", 1 << 10),
+        ("k", 1 << 10),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. 1MiB, 512KiB or 65536"))?;
+    let bytes = n * mult as f64;
+    if !(1024.0..=16.0 * 1024.0 * 1024.0).contains(&bytes) {
+        return Err(format!("{s:?} must be between 1KiB and 16MiB"));
+    }
+    Ok(bytes as usize)
+}
+
+/// Checks a `NAME: VALUE` header.
+fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
+    let Some((name, value)) = h.split_once(':') else {
+        return Err(ConfigError(format!(
+            "--header: {:?} is not of the form \"Name: value\"",
+            name_only(h)
+        )));
+    };
+    let name = name.trim();
+    let value = value.trim();
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ConfigError(format!("--header: {name:?} is not a valid header name")))?;
+    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        ConfigError(format!(
+            "--header {name}: the value holds characters a header cannot carry"
+        ))
+    })?;
+    let lower = name.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "content-type"
+            | "content-encoding"
+            | "content-length"
+            | "host"
+            | "x-prometheus-remote-write-version"
+    ) {
+        return Err(ConfigError(format!(
+            "--header: {name} is set by ptc-metrics itself"
+        )));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// A header for messages: its name only (values may be secrets).
+fn name_only(h: &str) -> &str {
+    h.split([':', '=', ' ']).next().unwrap_or("")
+}
+
+impl BackfillArgs {
+    pub fn into_config(self) -> Result<BackfillConfig, ConfigError> {
+        let derive = self.derive.config()?;
+        let mut http = self.gateway.http()?;
+        for h in &self.headers {
+            http.headers.push(parse_header(h)?);
+        }
+        let gateway = self.gateway.gateway_url()?;
+        let remote_write = match &self.remote_write {
+            None => None,
+            Some(u) => {
+                let url = Url::parse(u).map_err(|e| {
+                    ConfigError(format!(
+                        "--remote-write: {:?} is not a URL ({e}); write e.g. http://prometheus:9090/api/v1/write",
+                        redact_str(u)
+                    ))
+                })?;
+                if url.scheme() != "http" && url.scheme() != "https" {
+                    return Err(ConfigError(format!(
+                        "--remote-write: {} must be an http:// or https:// URL",
+                        crate::sink::http::redact(&url)
+                    )));
+                }
+                Some(url)
+            }
+        };
+        let given = [
+            remote_write.is_some(),
+            self.openmetrics.is_some(),
+            gateway.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given > 1 {
+            return Err(ConfigError(
+                "give only one of --remote-write, --openmetrics and --gateway (one state file per destination)".into(),
+            ));
+        }
+        let sink = if let Some(url) = remote_write {
+            SinkConfig::RemoteWrite(RemoteWriteConfig { url, http })
+        } else if let Some(p) = self.openmetrics {
+            SinkConfig::OpenMetrics(p)
+        } else if let Some(url) = gateway {
+            SinkConfig::Gateway { url, http }
+        } else if self.dry_run {
+            SinkConfig::None
+        } else {
+            return Err(ConfigError(
+                "no destination: give --remote-write URL, --openmetrics FILE or --gateway URL (or --dry-run to list the runs)".into(),
+            ));
+        };
+        if self.job.is_empty() {
+            return Err(ConfigError("--job: the job name must not be empty".into()));
+        }
+        let mut labels: Vec<(String, String)> = Vec::new();
+        for l in &self.labels {
+            let Some((k, v)) = l.split_once('=') else {
+                return Err(ConfigError(format!(
+                    "--label: {l:?} is not of the form name=value"
+                )));
+            };
+            let k = k.trim();
+            check_label_name(k, "--label")?;
+            if k == "project" || k == "branch" {
+                return Err(ConfigError(format!(
+                    "--label: use --{k} to set the {k} label"
+                )));
+            }
+            if labels.iter().any(|(e, _)| e == k) {
+                return Err(ConfigError(format!("--label: {k:?} is given twice")));
+            }
+            labels.push((k.to_string(), v.to_string()));
+        }
+        let batch_bytes =
+            parse_size(&self.batch_size).map_err(|e| ConfigError(format!("--batch-size: {e}")))?;
+        let jobs = match self.jobs {
+            Some(0) => return Err(ConfigError("--jobs: give at least 1".into())),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        Ok(BackfillConfig {
+            sources: self.sources,
+            sink,
+            state: self.state,
+            dry_run: self.dry_run,
+            derive,
+            defaults: Defaults {
+                job: self.job,
+                project: self.project,
+                branch: self.branch,
+                labels,
+                junit_prefix: self.junit_prefix,
+            },
+            batch_bytes,
+            jobs,
+            progress: match self.progress {
+                ProgressArg::Auto => ProgressMode::Auto,
+                ProgressArg::Bar => ProgressMode::Bar,
+                ProgressArg::Plain => ProgressMode::Plain,
+            },
+            discard_pending: self.discard_pending,
+            soft_fail: self.gateway.soft_fail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn cfg(args: &[&str]) -> Result<BackfillConfig, ConfigError> {
+        let mut v = vec!["ptc-metrics", "backfill"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_parse_from(v).map_err(|e| ConfigError(e.to_string()))?;
+        match cli.command {
+            Command::Backfill(a) => a.into_config(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn flags_become_config() {
+        let c = cfg(&[
+            "archive/",
+            "ci/**/report.xml",
+            "--remote-write",
+            "http://u:pw@prom:9090/api/v1/write",
+            "--header",
+            "X-Scope-OrgID: team-a",
+            "--state",
+            "b.state",
+            "--batch-size",
+            "64k",
+            "--project",
+            "shop",
+            "--label",
+            "os=linux",
+            "--retries",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(c.sources, vec!["archive/", "ci/**/report.xml"]);
+        let SinkConfig::RemoteWrite(rw) = &c.sink else {
+            panic!()
+        };
+        assert_eq!(
+            rw.http.headers,
+            vec![("X-Scope-OrgID".into(), "team-a".into())]
+        );
+        assert_eq!(rw.http.retries, 5);
+        assert_eq!(c.sink.target(), "http://u:***@prom:9090/api/v1/write");
+        assert_eq!(c.batch_bytes, 65536);
+        assert_eq!(c.defaults.project.as_deref(), Some("shop"));
+        assert_eq!(c.defaults.labels, vec![("os".into(), "linux".into())]);
+        assert!(c.jobs >= 1);
+        let c = cfg(&["a", "--openmetrics", "out.om"]).unwrap();
+        assert_eq!(c.sink, SinkConfig::OpenMetrics("out.om".into()));
+        assert_eq!(cfg(&["a", "--dry-run"]).unwrap().sink, SinkConfig::None);
+    }
+
+    #[test]
+    fn exact_errors() {
+        assert_eq!(
+            cfg(&["a"]).unwrap_err().0,
+            "no destination: give --remote-write URL, --openmetrics FILE or --gateway URL (or --dry-run to list the runs)"
+        );
+        assert_eq!(
+            cfg(&["a", "--openmetrics", "x", "--gateway", "http://g:9091"])
+                .unwrap_err()
+                .0,
+            "give only one of --remote-write, --openmetrics and --gateway (one state file per destination)"
+        );
+        assert_eq!(
+            cfg(&["a", "--remote-write", "ftp://x"]).unwrap_err().0,
+            "--remote-write: ftp://x/ must be an http:// or https:// URL"
+        );
+        assert_eq!(
+            cfg(&["a", "--dry-run", "--header", "Authorization=Bearer s3cret"])
+                .unwrap_err()
+                .0,
+            "--header: \"Authorization\" is not of the form \"Name: value\""
+        );
+        assert_eq!(
+            cfg(&["a", "--dry-run", "--header", "Content-Encoding: gzip"])
+                .unwrap_err()
+                .0,
+            "--header: Content-Encoding is set by ptc-metrics itself"
+        );
+        assert_eq!(
+            cfg(&["a", "--dry-run", "--batch-size", "64"])
+                .unwrap_err()
+                .0,
+            "--batch-size: \"64\" must be between 1KiB and 16MiB"
+        );
+        assert!(cfg(&["--dry-run"]).is_err(), "a source is required");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("2m").unwrap(), 2 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("32MiB").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+}

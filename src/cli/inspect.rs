@@ -1,0 +1,161 @@
+//! `inspect`: arguments and their validation into `InspectConfig`. Colour and width are
+//! resolved here, once, from `--color`/`NO_COLOR`/tty and `--width`/`COLUMNS`.
+
+use clap::{Args, ValueEnum};
+
+use super::{DeriveArgs, InputArgs};
+use crate::config::{ConfigError, InspectConfig};
+use crate::derive::inspect::CollectConfig;
+use crate::render::{resolve_width, use_colour, ColourChoice, Format, TerminalConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FormatArg {
+    /// A report for people, sized to the terminal.
+    Text,
+    /// A JSON document for tools (docs/inspect-json.md, schema_version 1).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ColorArg {
+    /// Colour when stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub derive: DeriveArgs,
+    /// Output format.
+    #[arg(
+        long,
+        value_enum,
+        env = "PTC_METRICS_INSPECT_FORMAT",
+        default_value = "text"
+    )]
+    pub format: FormatArg,
+    /// Colour in the text report.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        env = "PTC_METRICS_COLOR",
+        default_value = "auto"
+    )]
+    pub color: ColorArg,
+    /// Line width of the text report (default: $COLUMNS, else 100; at least 60).
+    #[arg(long, value_name = "COLUMNS", env = "PTC_METRICS_WIDTH")]
+    pub width: Option<usize>,
+    /// Tests listed per section (violations, near limit, flaky, hermeticity, coverage files),
+    /// and per size for the slowest tests.
+    #[arg(long, value_name = "N", env = "PTC_METRICS_TOP", default_value_t = 10)]
+    pub top: usize,
+}
+
+impl InspectArgs {
+    /// `env` looks up `COLUMNS` and `NO_COLOR`; `stdout_is_tty` says whether stdout is a terminal.
+    pub fn into_config(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        stdout_is_tty: bool,
+    ) -> Result<InspectConfig, ConfigError> {
+        let inputs = self.input.inputs()?;
+        let derive = self.derive.config()?;
+        let choice = match self.color {
+            ColorArg::Auto => ColourChoice::Auto,
+            ColorArg::Always => ColourChoice::Always,
+            ColorArg::Never => ColourChoice::Never,
+        };
+        Ok(InspectConfig {
+            inputs,
+            derive,
+            collect: CollectConfig { top: self.top },
+            format: match self.format {
+                FormatArg::Text => Format::Text,
+                FormatArg::Json => Format::Json,
+            },
+            terminal: TerminalConfig {
+                width: resolve_width(self.width, env("COLUMNS").as_deref()),
+                colour: use_colour(choice, stdout_is_tty, env("NO_COLOR").as_deref()),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn inspect(
+        args: &[&str],
+        env: &[(&str, &str)],
+        tty: bool,
+    ) -> Result<InspectConfig, ConfigError> {
+        let mut v = vec!["ptc-metrics", "inspect"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_parse_from(v).unwrap();
+        let Command::Inspect(a) = cli.command else {
+            unreachable!()
+        };
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        a.into_config(
+            &|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            tty,
+        )
+    }
+
+    #[test]
+    fn flags_become_config() {
+        let c = inspect(&["r.xml"], &[], true).unwrap();
+        assert_eq!(c.format, Format::Text);
+        assert_eq!(c.collect.top, 10);
+        assert_eq!(
+            c.terminal,
+            TerminalConfig {
+                width: 100,
+                colour: true
+            }
+        );
+        let c = inspect(
+            &["r.xml", "--format", "json", "--top", "3", "--width", "72"],
+            &[("COLUMNS", "200"), ("NO_COLOR", "1")],
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.format, Format::Json);
+        assert_eq!(c.collect.top, 3);
+        assert_eq!(
+            c.terminal,
+            TerminalConfig {
+                width: 72,
+                colour: false
+            }
+        );
+        let c = inspect(
+            &["r.xml", "--color", "always"],
+            &[("COLUMNS", "132")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.terminal,
+            TerminalConfig {
+                width: 132,
+                colour: true
+            }
+        );
+        assert_eq!(
+            inspect(&[], &[], false).unwrap_err().0,
+            "no report given: pass the JUnit XML file(s) pytest wrote with --junitxml"
+        );
+    }
+}

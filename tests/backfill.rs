@@ -1,0 +1,458 @@
+//! `ptc-metrics backfill` against real servers: a generated archive (hundreds of runs over
+//! 60 days, several projects and branches) into Prometheus (remote-write receiver, out-of-
+//! order window) and VictoriaMetrics by remote write, and through an OpenMetrics file,
+//! `promtool tsdb create-blocks-from openmetrics` and a Prometheus started on the blocks.
+//! Every series, timestamp and value is compared with what the archive says
+//! (`backfill_archive::expected`). Also: incremental backfills with a late run, dry runs,
+//! unreadable runs (exit 4), `push --archive`.
+
+mod backfill_archive;
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Instant;
+
+use backfill_archive::{
+    assert_same, expected, from_vm_export, generate, now_s, prometheus_series, write_run, GenRun,
+};
+use support::{cli, Prometheus, VictoriaMetrics};
+
+const RUNS: usize = 300;
+const DAYS: i64 = 60;
+
+fn backfill(args: &[&str]) -> Output {
+    cli()
+        .arg("backfill")
+        .args(args)
+        .args(["--progress", "plain"])
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .output()
+        .expect("run ptc-metrics backfill")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_exit(o: &Output, code: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn all(runs: &[GenRun]) -> Vec<usize> {
+    (0..runs.len()).collect()
+}
+
+#[test]
+fn remote_write_into_prometheus_matches_the_archive_and_a_rerun_adds_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let runs = generate(&archive, RUNS, DAYS, now_s() - 3600, 1);
+    let prom = Prometheus::builder()
+        .remote_write_receiver()
+        .out_of_order_time_window("90d")
+        .start();
+    let state = tmp.path().join("backfill.state");
+    let t0 = Instant::now();
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &prom.remote_write_url(),
+        "--state",
+        &p(&state),
+    ]);
+    let secs = t0.elapsed().as_secs_f64();
+    assert_exit(&o, 0, "backfill into Prometheus");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("backfill: {RUNS} new run(s)")),
+        "{err}"
+    );
+    eprintln!(
+        "prometheus: {RUNS} runs in {secs:.2} s ({:.0} runs/s)\n{err}",
+        RUNS as f64 / secs
+    );
+
+    let want = expected(&runs, &[all(&runs)]);
+    assert_same("prometheus", &want, &prometheus_series(&prom, DAYS));
+
+    // Spot checks through instant queries at a run's time.
+    let last_shop = runs
+        .iter()
+        .filter(|r| r.project == "shop" && r.branch == "main")
+        .max_by_key(|r| r.ts)
+        .unwrap();
+    let n_shop = runs
+        .iter()
+        .filter(|r| r.project == "shop" && r.branch == "main")
+        .count();
+    let v = support::vector_samples(&prom.query_at(
+        r#"pytest_runs_total{project="shop",branch="main"}"#,
+        last_shop.ts as f64 + 1.0,
+    ));
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].value, n_shop as f64);
+    let v = support::vector_samples(&prom.query_at(
+        r#"timestamp(pytest_last_run_timestamp_seconds{project="shop",branch="main"})"#,
+        last_shop.ts as f64 + 30.0,
+    ));
+    assert_eq!(v[0].value, last_shop.ts as f64);
+
+    // A second backfill of the same archive delivers nothing and changes nothing.
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &prom.remote_write_url(),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "second backfill");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("backfill: 0 new run(s), 0 samples delivered")
+            && err.contains(&format!("{RUNS} already delivered")),
+        "{err}"
+    );
+    assert_same(
+        "prometheus after a rerun",
+        &want,
+        &prometheus_series(&prom, DAYS),
+    );
+}
+
+#[test]
+fn victoria_metrics_across_invocations_with_globs_and_a_late_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let end = now_s() - 3600;
+    // First night: the older 200 runs of 60 days; second night: 100 newer runs, and one run
+    // that turns up late (older than runs the first night delivered for its group).
+    let mut runs = generate(&archive, 200, DAYS, end - 10 * 86_400, 2);
+    let first: Vec<usize> = all(&runs);
+    let newer = generate(&tmp.path().join("more"), 100, 9, end, 3);
+    let mut second = Vec::new();
+    for (i, r) in newer.into_iter().enumerate() {
+        let r = write_run(&archive, &format!("night2-{i:03}"), r);
+        second.push(runs.len());
+        runs.push(r);
+    }
+    let late_ts = runs[0].ts + 3600;
+    let late = GenRun {
+        dir: Default::default(),
+        project: runs[0].project,
+        branch: runs[0].branch,
+        ts: late_ts,
+        combo: 1,
+        coverage: true,
+        gz: false,
+    };
+    // Not written before the first backfill.
+    let vm = VictoriaMetrics::start();
+    let state = tmp.path().join("vm.state");
+    let first_glob = format!("{}/**/run-*/junit.xml*", p(&archive));
+    let o = backfill(&[
+        &first_glob,
+        "--remote-write",
+        &vm.remote_write_url(),
+        "--state",
+        &p(&state),
+        "--header",
+        "X-Scope-OrgID: team-a",
+    ]);
+    assert_exit(&o, 0, "first backfill into VictoriaMetrics");
+    assert!(
+        text(&o.stderr).contains("backfill: 200 new run(s)"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let late = write_run(&archive, "late-run", late);
+    second.push(runs.len());
+    runs.push(late);
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &vm.remote_write_url(),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "second backfill into VictoriaMetrics");
+    let err = text(&o.stderr);
+    assert!(err.contains("backfill: 101 new run(s)"), "{err}");
+    assert!(err.contains("200 already delivered"), "{err}");
+    assert!(
+        err.contains("1 run(s) are older than runs already delivered"),
+        "{err}"
+    );
+
+    let want = expected(&runs, &[first, second]);
+    let got = from_vm_export(&vm.export(r#"{job="pytest"}"#));
+    assert_same("victoria-metrics", &want, &got);
+
+    // The same through the query API: the group's counter at its newest run.
+    let grp: Vec<&GenRun> = runs
+        .iter()
+        .filter(|r| r.project == runs[0].project && r.branch == runs[0].branch)
+        .collect();
+    let newest = grp.iter().map(|r| r.ts).max().unwrap();
+    let q = format!(
+        r#"pytest_runs_total{{project="{}",branch="{}"}}"#,
+        runs[0].project, runs[0].branch
+    );
+    let v = support::vector_samples(&vm.query_at(&q, newest as f64 + 1.0));
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].value, grp.len() as f64);
+}
+
+#[test]
+fn openmetrics_file_through_promtool_blocks_matches_the_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let runs = generate(&archive, RUNS, DAYS, now_s() - 3 * 3600, 4);
+    let om = tmp.path().join("out.om");
+    let t0 = Instant::now();
+    let o = backfill(&[
+        &format!("{}/**/junit.xml*", p(&archive)),
+        "--openmetrics",
+        &p(&om),
+    ]);
+    let secs = t0.elapsed().as_secs_f64();
+    assert_exit(&o, 0, "backfill to OpenMetrics");
+    eprintln!(
+        "openmetrics: {RUNS} runs in {secs:.2} s\n{}",
+        text(&o.stderr)
+    );
+    let body = std::fs::read_to_string(&om).unwrap();
+    assert!(body.ends_with("# EOF\n"));
+    assert!(body.contains("# TYPE pytest_runs counter\n"));
+    assert!(body.contains("le=\"1.0\""), "canonical OpenMetrics bounds");
+
+    // As docs/backfill.md recommends: week-long blocks instead of hundreds of 2 h ones
+    // (60 days of 2 h blocks take promtool ~50 s here, week-long ones ~2 s).
+    let t0 = Instant::now();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    support::promtool(&[
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        "--max-block-duration=168h",
+        &p(&om),
+        &p(&data),
+    ])
+    .assert_success("promtool tsdb create-blocks-from openmetrics");
+    eprintln!(
+        "promtool create-blocks: {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let prom = Prometheus::start_on_data_dir(&data);
+    let want = expected(&runs, &[all(&runs)]);
+    assert_same("promtool blocks", &want, &prometheus_series(&prom, DAYS));
+}
+
+#[test]
+fn dry_run_lists_runs_and_unreadable_runs_are_skipped_with_exit_4() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let runs = generate(&archive, 12, 5, now_s() - 3600, 5);
+    let broken = archive.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("junit.xml"),
+        "<testsuites><testsuite name=\"x\"><testcase",
+    )
+    .unwrap();
+
+    let o = backfill(&[&p(&archive), "--dry-run"]);
+    assert_exit(&o, 4, "dry run with a broken run");
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 12, "{out}");
+    let first = runs.iter().min_by_key(|r| r.ts).unwrap();
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .starts_with(&backfill_archive::iso(first.ts).replace("+00:00", "Z")),
+        "{out}"
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("warning: skipped {}", p(&broken))),
+        "{err}"
+    );
+    assert!(
+        err.contains("malformed XML") || err.contains("junit.xml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dry run: 12 run(s) in 6 group(s) would be delivered"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: 1 run(s) could not be read and were skipped"),
+        "{err}"
+    );
+
+    // A real backfill delivers the rest and records them; the broken run keeps exit 4.
+    let state = tmp.path().join("s.state");
+    let om = tmp.path().join("out.om");
+    let args = [
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ];
+    let o = backfill(&args);
+    assert_exit(&o, 4, "backfill with a broken run");
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(st["runs"].as_object().unwrap().len(), 12);
+    assert!(st["pending"].is_null());
+    std::fs::remove_dir_all(&broken).unwrap();
+    let o = backfill(&args);
+    assert_exit(&o, 0, "backfill after the broken run was removed");
+    assert!(
+        text(&o.stderr).contains("12 already delivered"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&om).unwrap(),
+        "# EOF\n",
+        "nothing new"
+    );
+
+    // The state belongs to one destination.
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        "http://127.0.0.1:9/api/v1/write",
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 2, "state of another destination");
+    assert!(
+        text(&o.stderr).contains("one state file per destination"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A path that does not exist is a usage error.
+    let o = backfill(&["no/such/archive", "--dry-run"]);
+    assert_exit(&o, 2, "missing archive");
+}
+
+#[test]
+fn a_refused_batch_is_exit_3_and_is_sent_first_next_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    generate(&archive, 6, 2, now_s() - 3600, 6);
+    let state = tmp.path().join("s.state");
+    // Nothing listens on port 9 (discard) on loopback: connection refused, retried, exit 3.
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        "http://127.0.0.1:9/api/v1/write",
+        "--state",
+        &p(&state),
+        "--retries",
+        "1",
+    ]);
+    assert_exit(&o, 3, "unreachable receiver");
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(st["pending"]["delta"]["runs"].as_object().unwrap().len(), 6);
+    assert!(st["runs"].as_object().unwrap().is_empty());
+
+    let vm = VictoriaMetrics::start();
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &vm.remote_write_url(),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 2, "another URL while a batch is pending");
+    assert!(
+        text(&o.stderr).contains("--discard-pending"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &vm.remote_write_url(),
+        "--state",
+        &p(&state),
+        "--discard-pending",
+    ]);
+    assert_exit(&o, 0, "discarding the pending batch");
+    let err = text(&o.stderr);
+    assert!(err.contains("backfill: 6 new run(s)"), "{err}");
+}
+
+#[test]
+fn push_archive_writes_runs_that_backfill_reads_with_their_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let fx = backfill_archive::fixtures();
+    let o = cli()
+        .args([
+            "push",
+            "--dry-run",
+            &p(&fx.join("junit-xunit2.xml")),
+            "--size-report",
+            &p(&fx.join("size-report.json")),
+            "--archive",
+            &p(&archive),
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REPOSITORY", "acme/shop")
+        .env("GITHUB_REF_NAME", "main")
+        .env("GITHUB_JOB", "tests")
+        .env("GITHUB_SHA", "0123456789abcdef")
+        .env("GITHUB_RUN_ID", "4711")
+        .env_remove("GITHUB_HEAD_REF")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0, "push --archive");
+    assert!(
+        text(&o.stderr).contains("archived the run in"),
+        "{}",
+        text(&o.stderr)
+    );
+    let dirs: Vec<_> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["commit"], "0123456789abcdef");
+    assert_eq!(meta["run_id"], "4711");
+    assert_eq!(meta["project"], "acme/shop");
+    assert_eq!(meta["labels"]["ci_job"], "tests");
+
+    // The backfill, run where no CI variables exist, gives the run the same group.
+    let o = backfill(&[&p(&archive), "--dry-run"]);
+    assert_exit(&o, 0, "backfill --dry-run of the archive");
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(r#"{branch="main",ci_job="tests",job="pytest",project="acme/shop"}"#),
+        "{out}"
+    );
+    assert!(out.starts_with("2026-11-26T14:26:54Z"), "{out}");
+    assert!(!out.contains("4711") && !out.contains("0123456789abcdef"));
+}
