@@ -11,12 +11,17 @@
 //! * The GitHub Actions and GitLab CI jobs: their push commands are run for real (the CI
 //!   variables filled in) against a real Pushgateway, once reachable and once with the gateway
 //!   down (the soft fail must keep the job green); every `ptc-metrics` flag they use exists.
-//! * The backfill script pushes an archive of runs oldest first and marks them; its systemd
-//!   units pass `systemd-analyze verify`.
+//! * The backfill example: the service's ExecStart (as systemd runs it, environment from its
+//!   EnvironmentFile) into a real VictoriaMetrics, the crontab line (as cron runs it) into a
+//!   real Prometheus remote-write receiver, each twice on an archive of fixture runs (every
+//!   series and sample as `tests/backfill_archive` expects; the second run delivers nothing),
+//!   and the README's OpenMetrics + promtool alternative into a Prometheus data directory.
+//!   The units pass `systemd-analyze verify`; every flag and variable they use exists.
 
+mod backfill_archive;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -350,32 +355,90 @@ fn compose_file_references_resolve() {
 // CI examples
 // ---------------------------------------------------------------------------
 
-fn cli_help() -> String {
-    let mut all = String::new();
-    for sub in ["push", "delete"] {
+/// `ptc-metrics SUB --help` of every subcommand, by name.
+fn cli_help() -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    for sub in ["push", "delete", "inspect", "backfill"] {
         let out = Command::new(env!("CARGO_BIN_EXE_ptc-metrics"))
             .args([sub, "--help"])
             .output()
             .expect("ptc-metrics --help");
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        assert!(out.status.success(), "ptc-metrics {sub} --help");
+        all.insert(
+            sub.to_string(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        );
     }
     all
 }
 
-/// Every `--flag` given to `ptc-metrics` in an example exists in the CLI.
-fn flags_exist(text: &str, help: &str, what: &str) -> Vec<String> {
+/// Every `ptc-metrics …` invocation in `text`: its words, from the subcommand on, across
+/// continuation lines (a trailing `\`, or a next line starting with `--` as in folded YAML),
+/// up to a comment or a shell operator.
+fn invocations(text: &str) -> Vec<Vec<String>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        for (pos, m) in line.match_indices("ptc-metrics ") {
+            // A program, not a directory such as /var/lib/ptc-metrics.
+            let path = line[..pos]
+                .rsplit(|c: char| c.is_whitespace() || c == '`' || c == '=')
+                .next()
+                .unwrap_or_default();
+            if !path.is_empty() && !path.ends_with("bin/") {
+                continue;
+            }
+            let mut words = Vec::new();
+            let mut cur = &line[pos + m.len()..];
+            let mut j = i;
+            'cmd: loop {
+                let continued = cur.trim_end().ends_with('\\');
+                for w in cur.split_whitespace() {
+                    if w.starts_with('#') || [";", "&&", "||", "|"].contains(&w) {
+                        break 'cmd;
+                    }
+                    if w != "\\" {
+                        words.push(w.trim_end_matches(';').to_string());
+                    }
+                    if w.ends_with(';') {
+                        break 'cmd;
+                    }
+                }
+                j += 1;
+                match lines.get(j) {
+                    Some(next) if continued || next.trim_start().starts_with("--") => cur = next,
+                    _ => break,
+                }
+            }
+            out.push(words);
+        }
+    }
+    out
+}
+
+/// Every `--flag` given to `ptc-metrics SUB` in an example exists in `SUB --help` (in any
+/// subcommand's help where the subcommand is not recognisable, as in prose).
+fn flags_exist(text: &str, helps: &BTreeMap<String, String>, what: &str) -> Vec<String> {
+    let union: String = helps.values().cloned().collect();
     let mut problems = Vec::new();
-    for cmd in text.split("ptc-metrics ").skip(1) {
-        for word in cmd.split_whitespace().take_while(|w| !w.starts_with('#')) {
+    for words in invocations(text) {
+        let sub = words
+            .first()
+            .map(|w| w.trim_matches('`').to_string())
+            .unwrap_or_default();
+        let help = helps.get(&sub).unwrap_or(&union);
+        for word in &words {
             if let Some(flag) = word.strip_prefix("--") {
                 let flag = flag.split('=').next().unwrap_or_default();
+                // Prose and markdown: `--flag`, --flag.
+                let flag = flag.trim_end_matches(['`', '.', ',', ')', ':']);
                 if !flag.is_empty()
                     && flag.chars().all(|c| c.is_ascii_lowercase() || c == '-')
                     && !help.contains(&format!("--{flag} "))
                     && !help.contains(&format!("--{flag}\n"))
                     && !["locked"].contains(&flag)
                 {
-                    problems.push(format!("{what}: ptc-metrics has no --{flag}"));
+                    problems.push(format!("{what}: ptc-metrics {sub} has no --{flag}"));
                 }
             }
         }
@@ -604,121 +667,491 @@ fn gitlab_ci_example_pushes_and_soft_fails() {
 // Backfill
 // ---------------------------------------------------------------------------
 
-#[test]
-fn backfill_script_pushes_archived_runs_oldest_first_once() {
-    let pg = Pushgateway::start();
-    let archive = tempfile::tempdir().expect("temp dir");
-    let runs = [
-        (
-            "shop/main/1001",
-            "junit-reruns.xml",
-            "size-report-reruns.json",
-            false,
-        ),
-        (
-            "shop/main/1002",
-            "junit-xunit2.xml",
-            "size-report.json",
-            true,
-        ),
-        (
-            "shop/feature/1003",
-            "junit-reruns.xml",
-            "size-report-reruns.json",
-            false,
-        ),
-    ];
-    for (i, (rel, junit, size, cov)) in runs.iter().enumerate() {
-        let d = archive.path().join(rel);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::copy(fixture(junit), d.join("junit-1.xml")).unwrap();
-        std::fs::copy(fixture(size), d.join("size-report.json")).unwrap();
-        if *cov {
-            std::fs::copy(fixture("coverage.xml"), d.join("coverage.xml")).unwrap();
+const BACKFILL_RUNS: usize = 12;
+const BACKFILL_DAYS: i64 = 3;
+
+fn backfill_example(name: &str) -> String {
+    read_to_string(examples().join("backfill").join(name))
+}
+
+/// A machine for the backfill example: an archive of fixture runs where the example expects
+/// `/srv/ci-archive`, and temp dirs for its other paths. [`Self::subst`] maps the example's
+/// paths (and its remote-write URL) to these.
+struct BackfillHost {
+    tmp: tempfile::TempDir,
+    runs: Vec<backfill_archive::GenRun>,
+}
+
+impl BackfillHost {
+    /// 12 runs of 6 groups over 3 days (ending 3 h ago, outside Prometheus' head), plus a
+    /// run whose JUnit XML is cut off when `broken`.
+    fn new(broken: bool) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        for d in [
+            "archive",
+            "state",
+            "log",
+            "config",
+            "prometheus-data",
+            "bin",
+        ] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
         }
-        let branch = if rel.contains("feature") {
-            "feature/x"
-        } else {
-            "main"
-        };
-        std::fs::write(
-            d.join("run.env"),
-            format!("PROJECT=shop\nBRANCH=\"{branch}\"\nLABELS=\"python_version=3.12 os=linux\"\n"),
+        let archive = tmp.path().join("archive");
+        let runs = backfill_archive::generate(
+            &archive,
+            BACKFILL_RUNS,
+            BACKFILL_DAYS,
+            backfill_archive::now_s() - 3 * 3600,
+            7,
+        );
+        if broken {
+            let d = archive.join("broken/run-1");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("junit.xml"),
+                "<testsuites><testsuite name=\"x\"><testcase",
+            )
+            .unwrap();
+        }
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_ptc-metrics"),
+            tmp.path().join("bin/ptc-metrics"),
         )
         .unwrap();
-        // Distinct modification times, oldest first.
-        let t = std::time::SystemTime::UNIX_EPOCH
-            + std::time::Duration::from_secs(1_700_000_000 + i as u64 * 60);
-        std::fs::File::options()
-            .write(true)
-            .open(d.join("run.env"))
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
-    }
-    let script = examples().join("backfill/ptc-metrics-backfill.sh");
-    let run = || {
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("PTC_ARCHIVE_DIR", archive.path())
-            .env("PTC_METRICS_GATEWAY", &pg.url)
-            .env("PTC_METRICS_BIN", env!("CARGO_BIN_EXE_ptc-metrics"))
-            .env_remove("CI")
-            .output()
-            .expect("run backfill");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
-    let (ok, out) = run();
-    assert!(ok, "backfill failed:\n{out}");
-    assert!(out.contains("pushed 3 run(s)"), "{out}");
-    let lines = pg.metric_lines("pytest_runs_total");
-    let main = lines
-        .iter()
-        .find(|l| l.contains("branch=\"main\""))
-        .expect("main group");
-    assert!(
-        main.ends_with(" 2"),
-        "two runs accumulated on main: {lines:?}"
-    );
-    assert!(
-        main.contains("os=\"linux\"") && main.contains("python_version=\"3.12\""),
-        "{main}"
-    );
-    assert!(
-        lines
+        // The credentials file as the example says to install it (mode 0600), with the basic
+        // auth and tenant lines uncommented: both systemd and sh must read it, and the
+        // backfill must accept what it sets (the test servers ignore both).
+        let mut env = String::new();
+        let mut uncommented = 0;
+        for line in backfill_example("backfill.env.example").lines() {
+            let l = line.strip_prefix('#').unwrap_or(line);
+            if [
+                "PTC_METRICS_BASIC_AUTH_USER=",
+                "PTC_METRICS_BASIC_AUTH_PASSWORD=",
+                "PTC_METRICS_HEADER=",
+            ]
             .iter()
-            .any(|l| l.contains("branch=\"feature/x\"") && l.ends_with(" 1")),
-        "{lines:?}"
-    );
-    // Oldest first: main's per-run gauges hold run 1002 (the primary run: 1 flaky test, coverage).
-    let flaky: f64 = pg
-        .metric_lines("pytest_flaky_tests")
+            .any(|k| l.starts_with(k))
+            {
+                env.push_str(l);
+                uncommented += 1;
+            } else {
+                env.push_str(line);
+            }
+            env.push('\n');
+        }
+        assert_eq!(
+            uncommented, 3,
+            "backfill.env.example: basic auth and header lines"
+        );
+        let env_file = tmp.path().join("config/backfill.env");
+        std::fs::write(&env_file, env).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        BackfillHost { tmp, runs }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    /// `text` with the example's paths and remote-write URL replaced by the test's.
+    fn subst(&self, text: &str, remote_write: &str) -> String {
+        let mut out = text.to_string();
+        for (from, to) in [
+            (
+                "/usr/local/bin/ptc-metrics",
+                env!("CARGO_BIN_EXE_ptc-metrics").to_string(),
+            ),
+            (
+                "/srv/ci-archive",
+                self.path("archive").display().to_string(),
+            ),
+            (
+                "/var/lib/ptc-metrics",
+                self.path("state").display().to_string(),
+            ),
+            (
+                "/var/log/ptc-metrics",
+                self.path("log").display().to_string(),
+            ),
+            (
+                "/etc/ptc-metrics",
+                self.path("config").display().to_string(),
+            ),
+            (
+                "/var/lib/prometheus/metrics2",
+                self.path("prometheus-data").display().to_string(),
+            ),
+            (
+                "http://prometheus:9090/api/v1/write",
+                remote_write.to_string(),
+            ),
+        ] {
+            out = out.replace(from, &to);
+        }
+        for left in ["/srv/", "/var/", "/etc/", "/usr/local/", "prometheus:9090"] {
+            assert!(
+                !out.contains(left),
+                "the backfill example uses a path the test does not map ({left}): {out}"
+            );
+        }
+        out
+    }
+
+    /// The series the archive's runs must become (`tests/backfill_archive`).
+    fn expected(&self) -> backfill_archive::Expected {
+        backfill_archive::expected(&self.runs, &[(0..self.runs.len()).collect()])
+    }
+}
+
+/// `Key=value` settings of `[section]` of a unit file, continuation lines joined as systemd
+/// joins them.
+fn unit_settings(text: &str, section: &str) -> Vec<(String, String)> {
+    let mut logical = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if cur.is_empty() && (t.starts_with('#') || t.starts_with(';')) {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(head) => {
+                cur.push_str(head);
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(t);
+                logical.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    let mut inside = false;
+    let mut out = Vec::new();
+    for l in logical {
+        if l.starts_with('[') {
+            inside = l == format!("[{section}]");
+        } else if inside {
+            if let Some((k, v)) = l.split_once('=') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn setting(settings: &[(String, String)], key: &str) -> String {
+    let v: Vec<&String> = settings
         .iter()
-        .filter(|l| l.contains("branch=\"main\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(flaky, 1.0, "main's last run must be 1002");
-    assert_eq!(pg.metric_lines("test_coverage_percentage").len(), 1);
-    for (rel, ..) in runs {
-        assert!(
-            archive.path().join(rel).join(".pushed").exists(),
-            "{rel} not marked"
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(v.len(), 1, "exactly one {key}= in the unit: {v:?}");
+    v[0].clone()
+}
+
+/// An EnvironmentFile as systemd reads it: `KEY=value`, `#`/`;` comments, one level of
+/// surrounding quotes removed.
+fn systemd_environment_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not KEY=value: {l}"));
+            let v = v.trim();
+            let v = ['"', '\'']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|x| x.strip_suffix(*q)))
+                .unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The example service's ExecStart, split as systemd splits it (the example keeps it free of
+/// quotes, `$` and `%`, so that whitespace is all there is to it).
+fn service_exec_start() -> Vec<String> {
+    let svc = unit_settings(&backfill_example("ptc-metrics-backfill.service"), "Service");
+    let exec = setting(&svc, "ExecStart");
+    assert!(
+        !exec.contains(['"', '\'', '$', '%', '\\']),
+        "ExecStart with quotes, variables or specifiers: {exec}"
+    );
+    exec.split_whitespace().map(String::from).collect()
+}
+
+/// The crontab: its variable assignments and its one job (schedule, command).
+fn crontab_job() -> (Vec<(String, String)>, String, String) {
+    let mut vars = Vec::new();
+    let mut jobs = Vec::new();
+    for line in backfill_example("crontab").lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let first = t.split_whitespace().next().unwrap();
+        match first.split_once('=') {
+            Some((k, _)) if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                let (k, v) = t.split_once('=').unwrap();
+                vars.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            _ => {
+                let f: Vec<&str> = t.splitn(6, ' ').collect();
+                assert_eq!(f.len(), 6, "crontab line: {t}");
+                jobs.push((f[..5].join(" "), f[5].to_string()));
+            }
+        }
+    }
+    assert_eq!(jobs.len(), 1, "one job in the crontab: {jobs:?}");
+    let (schedule, command) = jobs.remove(0);
+    assert!(
+        !command.contains('%'),
+        "cron turns % into newlines: {command}"
+    );
+    (vars, schedule, command)
+}
+
+fn exit_code(o: &std::process::Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The service's ExecStart, run as systemd would (its argv as is, no shell, the environment
+/// from its EnvironmentFile only), twice against a real VictoriaMetrics: every run arrives
+/// with its own timestamps, the unreadable run gives exit 4 which the unit accepts, and the
+/// second run delivers nothing.
+#[test]
+fn backfill_service_delivers_each_run_once_into_victoria_metrics() {
+    let svc = unit_settings(&backfill_example("ptc-metrics-backfill.service"), "Service");
+    let mut ok_codes = vec![0];
+    for v in svc.iter().filter(|(k, _)| k == "SuccessExitStatus") {
+        ok_codes.extend(
+            v.1.split_whitespace()
+                .map(|c| c.parse::<i32>().expect("numeric SuccessExitStatus")),
         );
     }
-    // A second run pushes nothing.
-    let (ok, out) = run();
-    assert!(ok && out.contains("pushed 0 run(s)"), "{out}");
-    assert!(pg
-        .metric_lines("pytest_runs_total")
+    assert!(
+        ok_codes.contains(&4),
+        "exit 4 (some runs skipped) must not fail the unit"
+    );
+    let env_file = setting(&svc, "EnvironmentFile");
+    assert_eq!(env_file, "/etc/ptc-metrics/backfill.env");
+
+    let host = BackfillHost::new(true);
+    let vm = VictoriaMetrics::start();
+    let url = vm.remote_write_url();
+    let argv: Vec<String> = service_exec_start()
         .iter()
-        .any(|l| l.contains("branch=\"main\"") && l.ends_with(" 2")));
+        .map(|w| host.subst(w, &url))
+        .collect();
+    let env = systemd_environment_file(&read_to_string(host.subst(&env_file, &url)));
+    let run = || {
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .output()
+            .expect("run the service's ExecStart")
+    };
+
+    let o = run();
+    let out = output_text(&o);
+    assert_eq!(exit_code(&o), 4, "one unreadable run: exit 4\n{out}");
+    assert!(ok_codes.contains(&exit_code(&o)));
+    assert!(
+        out.contains(&format!("backfill: {BACKFILL_RUNS} new run(s)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: skipped") && out.contains("broken"),
+        "{out}"
+    );
+    assert!(host.path("state/backfill.state").is_file());
+    let want = host.expected();
+    let got = backfill_archive::from_vm_export(&vm.export(r#"{job="pytest"}"#));
+    backfill_archive::assert_same("service into victoria-metrics", &want, &got);
+    let rows = r#"vm_rows_inserted_total{type="promremotewrite"}"#;
+    let inserted = vm.self_metric(rows);
+    assert!(inserted > 0.0, "{rows}: {inserted}");
+
+    // The timer's next start: nothing new, nothing sent, nothing stored twice.
+    let o = run();
+    let out = output_text(&o);
+    assert!(
+        ok_codes.contains(&exit_code(&o)),
+        "second run: exit {}\n{out}",
+        exit_code(&o)
+    );
+    assert!(
+        out.contains("backfill: 0 new run(s), 0 samples delivered")
+            && out.contains(&format!("{BACKFILL_RUNS} already delivered")),
+        "{out}"
+    );
+    assert_eq!(
+        vm.self_metric(rows),
+        inserted,
+        "the second run sent samples"
+    );
+    let got = backfill_archive::from_vm_export(&vm.export(r#"{job="pytest"}"#));
+    backfill_archive::assert_same("victoria-metrics after the second run", &want, &got);
+}
+
+/// Remote-write requests a Prometheus has answered (its own `/metrics`).
+fn prometheus_write_requests(prom: &Prometheus) -> f64 {
+    http_get_text(&format!("{}/metrics", prom.url))
+        .lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains(r#"handler="/api/v1/write""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(parse_prom_float)
+        .sum()
+}
+
+/// The crontab line, run as cron runs it (`/bin/sh -c`, cron's bare environment), twice
+/// against a real Prometheus remote-write receiver, and once more while another backfill
+/// holds the state's lock: the second and third runs deliver nothing.
+#[test]
+fn backfill_crontab_line_delivers_each_run_once_into_prometheus() {
+    let (vars, schedule, command) = crontab_job();
+    assert_eq!(schedule, "*/15 * * * *");
+    let host = BackfillHost::new(false);
+    let prom = Prometheus::builder()
+        .remote_write_receiver()
+        .out_of_order_time_window("90d")
+        .start();
+    let command = host.subst(&command, &prom.remote_write_url());
+    let shell = vars
+        .iter()
+        .find(|(k, _)| k == "SHELL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/bin/sh".into());
+    let log = host.path("log/backfill.log");
+    let mut seen = 0;
+    let mut run = || {
+        let o = Command::new(&shell)
+            .args(["-c", &command])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", host.path("state"))
+            .env("LOGNAME", "ptc-metrics")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(host.path("state"))
+            .output()
+            .expect("run the crontab line");
+        // Cron mails whatever the job prints: the line sends everything to its log.
+        assert!(
+            o.stdout.is_empty() && o.stderr.is_empty(),
+            "{}",
+            output_text(&o)
+        );
+        let all = std::fs::read_to_string(&log).unwrap_or_default();
+        let new = all[seen..].to_string();
+        seen = all.len();
+        (exit_code(&o), new)
+    };
+
+    let (code, out) = run();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("backfill: {BACKFILL_RUNS} new run(s)")),
+        "{out}"
+    );
+    let want = host.expected();
+    backfill_archive::assert_same(
+        "crontab into prometheus",
+        &want,
+        &backfill_archive::prometheus_series(&prom, BACKFILL_DAYS),
+    );
+    let writes = prometheus_write_requests(&prom);
+    assert!(writes > 0.0);
+
+    let (code, out) = run();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("backfill: 0 new run(s), 0 samples delivered")
+            && out.contains(&format!("{BACKFILL_RUNS} already delivered")),
+        "{out}"
+    );
+    assert_eq!(
+        prometheus_write_requests(&prom),
+        writes,
+        "the second run sent requests"
+    );
+
+    // An overlapping run (the previous one still busy) stops at the state's lock.
+    let lock = std::fs::File::create(host.path("state/backfill.state.lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    let rc = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    assert_eq!(rc, 0, "flock");
+    let (code, out) = run();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("another backfill holds its lock"), "{out}");
+    drop(lock);
+    assert_eq!(prometheus_write_requests(&prom), writes);
+    backfill_archive::assert_same(
+        "prometheus after three runs",
+        &want,
+        &backfill_archive::prometheus_series(&prom, BACKFILL_DAYS),
+    );
+}
+
+/// The README's OpenMetrics alternative, run as written: `ptc-metrics backfill --openmetrics`,
+/// `promtool tsdb create-blocks-from openmetrics`, the blocks moved into a Prometheus data
+/// directory, and a Prometheus started on it has every run.
+#[test]
+fn backfill_readme_openmetrics_alternative_imports_every_run() {
+    let readme = backfill_example("README.md");
+    let block = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|x| x.0))
+        .find(|b| b.contains("--openmetrics"))
+        .expect("a ```sh block with --openmetrics in examples/backfill/README.md");
+    assert!(
+        block.contains("promtool tsdb create-blocks-from openmetrics"),
+        "{block}"
+    );
+    let host = BackfillHost::new(false);
+    let script = host.subst(block, "unused");
+    let promtool_dir = promtool_bin().parent().unwrap().to_path_buf();
+    let o = Command::new("/bin/sh")
+        .args(["-e", "-c", &script])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:/usr/bin:/bin",
+                host.path("bin").display(),
+                promtool_dir.display()
+            ),
+        )
+        .current_dir(host.tmp.path())
+        .output()
+        .expect("run the README's OpenMetrics commands");
+    assert!(o.status.success(), "{script}\n{}", output_text(&o));
+    let prom = Prometheus::start_on_data_dir(host.path("prometheus-data"));
+    backfill_archive::assert_same(
+        "README OpenMetrics blocks",
+        &host.expected(),
+        &backfill_archive::prometheus_series(&prom, BACKFILL_DAYS),
+    );
 }
 
 #[test]
@@ -726,13 +1159,86 @@ fn backfill_units_pass_systemd_analyze_verify() {
     let sa = require_binary("systemd-analyze", "systemd");
     let dir = tempfile::tempdir().expect("temp dir");
     let src = examples().join("backfill");
-    let service = read_to_string(src.join("ptc-metrics-backfill.service"))
+    let unit = backfill_example("ptc-metrics-backfill.service");
+    let svc = unit_settings(&unit, "Service");
+
+    // Credentials from a 0600 EnvironmentFile, the state in the StateDirectory.
+    assert_eq!(
+        setting(&svc, "EnvironmentFile"),
+        "/etc/ptc-metrics/backfill.env"
+    );
+    let state_dir = format!("/var/lib/{}/", setting(&svc, "StateDirectory"));
+    let argv = service_exec_start();
+    assert_eq!(argv[..2], ["/usr/local/bin/ptc-metrics", "backfill"]);
+    let after = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| panic!("ExecStart without {flag}: {argv:?}"))
+    };
+    assert!(
+        after("--state").starts_with(&state_dir),
+        "state outside {state_dir}: {argv:?}"
+    );
+    assert!(after("--remote-write").starts_with("http"), "{argv:?}");
+    assert!(
+        !argv
+            .iter()
+            .any(|a| a.contains("password") || a.contains("token") || a == "--header"),
+        "credentials belong in the EnvironmentFile: {argv:?}"
+    );
+    assert!(backfill_example("backfill.env.example").contains("mode 0600"));
+
+    // The crontab runs the same backfill, with the same credentials file.
+    let (_, _, command) = crontab_job();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let from = words
+        .iter()
+        .position(|w| *w == argv[0])
+        .expect("crontab runs /usr/local/bin/ptc-metrics");
+    let cron_argv: Vec<&str> = words[from..]
+        .iter()
+        .copied()
+        .take_while(|w| !w.starts_with('>'))
+        .collect();
+    assert_eq!(
+        cron_argv, argv,
+        "the crontab and the service run different backfills"
+    );
+    assert!(
+        command.contains(". /etc/ptc-metrics/backfill.env"),
+        "{command}"
+    );
+
+    // Every flag and environment variable the example uses exists.
+    let helps = cli_help();
+    let mut problems = Vec::new();
+    for f in [
+        "ptc-metrics-backfill.service",
+        "ptc-metrics-backfill.timer",
+        "crontab",
+        "backfill.env.example",
+        "README.md",
+    ] {
+        let text = backfill_example(f);
+        problems.extend(flags_exist(&text, &helps, f));
+        for var in text
+            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|w| w.starts_with("PTC_METRICS_"))
+        {
+            if !helps["backfill"].contains(&format!("[env: {var}")) {
+                problems.push(format!("{f}: ptc-metrics backfill reads no {var}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // systemd-analyze verify needs the binary and the EnvironmentFile to exist.
+    let service = unit
         .replace(
-            "ExecStart=/usr/local/bin/ptc-metrics-backfill.sh",
-            &format!(
-                "ExecStart={}",
-                src.join("ptc-metrics-backfill.sh").display()
-            ),
+            "/usr/local/bin/ptc-metrics",
+            env!("CARGO_BIN_EXE_ptc-metrics"),
         )
         .replace(
             "EnvironmentFile=/etc/ptc-metrics/backfill.env",
@@ -753,28 +1259,9 @@ fn backfill_units_pass_systemd_analyze_verify() {
         .arg(dir.path().join("ptc-metrics-backfill.timer"))
         .output()
         .expect("systemd-analyze verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success() && text.trim().is_empty(),
         "systemd-analyze verify: {text}"
-    );
-    // The crontab line runs the same script every 15 minutes.
-    let cron = read_to_string(src.join("crontab"));
-    assert!(cron
-        .lines()
-        .any(|l| l.starts_with("*/15 * * * * /usr/local/bin/ptc-metrics-backfill.sh")));
-    let sh = Command::new("bash")
-        .arg("-n")
-        .arg(src.join("ptc-metrics-backfill.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        sh.status.success(),
-        "bash -n: {}",
-        String::from_utf8_lossy(&sh.stderr)
     );
 }
