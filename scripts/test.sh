@@ -39,6 +39,8 @@ on_exit() {
         printf '\n==== FAILED (exit %s) in section: %s ====\n' "$rc" "${SECTION:-setup}" >&2
     else
         printf '\n==== ALL CHECKS PASSED (%ss) ====\n' "$SECONDS"
+        # The closing line CI reads: the sum over every cargo test binary.
+        [ -z "${SUMMARY:-}" ] || printf '%s\n' "$SUMMARY"
     fi
 }
 trap on_exit EXIT
@@ -145,14 +147,15 @@ if [ -z "${RUST_TEST_THREADS:-}" ]; then
     export RUST_TEST_THREADS
 fi
 echo "RUST_TEST_THREADS=$RUST_TEST_THREADS"
+TEST_LOG=$(mktemp)
 # shellcheck disable=SC2086 # CARGO_TEST_ARGS is intentionally word-split
-cargo test --all-targets --locked ${CARGO_TEST_ARGS:-}
+cargo test --all-targets --locked ${CARGO_TEST_ARGS:-} 2>&1 | tee "$TEST_LOG"
 section_done
 
 # ---------------------------------------------------------------------------
 section "cargo test --doc --locked"
 # --all-targets does not include doctests; run them separately.
-cargo test --doc --locked
+cargo test --doc --locked 2>&1 | tee -a "$TEST_LOG"
 section_done
 
 # ---------------------------------------------------------------------------
@@ -184,5 +187,11 @@ if [ "${#extra[@]}" -gt 0 ]; then
 else
     skip "no scripts/test.d/*.sh"
 fi
+
+# One closing line for the whole run: the sum over every cargo test binary.
+read -r passed failed < <(awk '/^test result: /{p+=$4; f+=$6} END{print p+0, f+0}' "$TEST_LOG")
+rm -f "$TEST_LOG"
+SUMMARY="tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
 
 SECTION=""
