@@ -1,6 +1,6 @@
 //! Reading candidate runs in parallel: classify the files of a candidate directory, hash
 //! the JUnit reports (the run's identity), skip runs the state lists as delivered, read
-//! and summarize the rest (`crate::read::read_run`, `crate::derive::summarize`).
+//! and summarize the rest (`crate::read::read_run_with`, `crate::derive::summarize`).
 //!
 //! Work is spread over `jobs` threads (`std::thread::scope`, a shared atomic index as the
 //! work queue); results come back over a channel to the calling thread, which reports
@@ -20,7 +20,7 @@ use super::runmeta::{self, RunMeta};
 use crate::config::GroupConfig;
 use crate::derive::metrics::Labels;
 use crate::derive::{summarize, DeriveConfig, Summary};
-use crate::read::{read_run, source, Inputs, Kind, ReadError};
+use crate::read::{read_run_with, source, Inputs, Kind, ReadError, ReadOptions};
 
 /// Sample timestamps are whole seconds: exact in both remote write (ms) and OpenMetrics
 /// (seconds, which promtool turns into ms by a float multiplication that truncates).
@@ -235,7 +235,11 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
             .clone()
             .unwrap_or_else(|| ctx.defaults.junit_prefix.clone()),
     };
-    let run = read_run(&inputs).map_err(|e| e.to_string())?;
+    // Names are only needed for per-test series; without them a test costs half the memory.
+    let opts = ReadOptions {
+        test_ids: ctx.derive.per_test.enabled(),
+    };
+    let run = read_run_with(&inputs, opts).map_err(|e| e.to_string())?;
     let mut summary = summarize(&run, ctx.derive, None);
     let explicit = meta.timestamp_seconds()?;
     if let Some(t) = explicit {
