@@ -6,6 +6,7 @@
 //! Prometheus remote write 1.0 receivers; `openmetrics_file`: an OpenMetrics file for
 //! promtool, written atomically.
 
+pub mod atomic;
 pub mod http;
 pub mod openmetrics_file;
 pub mod pushgateway;

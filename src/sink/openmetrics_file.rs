@@ -4,10 +4,11 @@
 //!
 //! [`write_atomically`] is also how the backfill state file is written.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::fs::File;
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
+use super::atomic::{self, parent_dir, Step};
 use crate::encode::openmetrics::Builder;
 
 /// A file that could not be written. Names the file, the step and the cause.
@@ -34,13 +35,6 @@ fn hint(kind: io::ErrorKind, path: &Path) -> String {
     }
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// The temporary file used while writing `path`: hidden, beside it, unique per process.
 pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
@@ -50,38 +44,22 @@ pub fn temp_path(path: &Path) -> PathBuf {
     parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Writes `path` through `fill` atomically. On any error the target is untouched and the
-/// temporary file removed.
+/// Writes `path` through `fill` atomically (see [`crate::sink::atomic`]).
 pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> Result<(), FileError> {
-    let temp = temp_path(path);
-    let fail = |action: &'static str, e: io::Error| FileError {
+    atomic::replace(path, &temp_path(path), None, fill).map_err(|e| FileError {
         path: path.to_path_buf(),
-        action,
-        message: e.to_string(),
-        kind: e.kind(),
-    };
-    let file = File::create(&temp).map_err(|e| fail("create a temporary file beside it", e))?;
-    let mut w = BufWriter::with_capacity(256 * 1024, file);
-    let written = fill(&mut w)
-        .and_then(|()| w.flush())
-        .and_then(|()| w.get_ref().sync_all());
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(fail("write it", e));
-    }
-    drop(w);
-    if let Err(e) = fs::rename(&temp, path) {
-        let _ = fs::remove_file(&temp);
-        return Err(fail("rename the temporary file over it", e));
-    }
-    // Make the rename durable; not every file system can fsync a directory.
-    if let Ok(d) = File::open(parent_dir(path)) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+        action: match e.step {
+            Step::Create => "create a temporary file beside it",
+            Step::Permissions => "set the permissions of a temporary file beside it",
+            Step::Write => "write it",
+            Step::Rename => "rename the temporary file over it",
+        },
+        message: e.error.to_string(),
+        kind: e.error.kind(),
+    })
 }
 
 /// Writes the exposition to `path` atomically.

@@ -23,6 +23,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::atomic::{self, parent_dir, Step};
 use crate::derive::metrics::Labels;
 use crate::derive::totals::{HistTotal, Totals};
 
@@ -442,69 +443,37 @@ pub fn write(cfg: &TextfileConfig, text: &str) -> Result<(), TextfileError> {
     let path = &cfg.path;
     let dir = parent_dir(path);
     let temp = temp_path(path);
-    let fail = |step: &'static str, e: io::Error, created: bool| {
-        if created {
-            let _ = fs::remove_file(&temp);
-        }
-        TextfileError::Write {
-            path: path.clone(),
-            temp: temp.clone(),
-            step,
-            message: io_message(&e),
-            hint: hint(&e, dir),
-        }
-    };
-    let open = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-    };
-    let mut f = match open() {
-        Ok(f) => f,
-        // Left by a crashed run whose process id this one now has: ours to replace.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let _ = fs::remove_file(&temp);
-            open().map_err(|e| fail("create the temporary file", e, false))?
-        }
-        Err(e) => return Err(fail("create the temporary file", e, false)),
-    };
-    set_mode(&f, path).map_err(|e| fail("set the permissions of", e, true))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| fail("write the temporary file", e, true))?;
-    drop(f);
-    fs::rename(&temp, path)
-        .map_err(|e| fail("rename over the target the temporary file", e, true))?;
-    // Make the rename itself durable; not every file system supports fsync of a directory.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    atomic::replace(path, &temp, Some(mode_for(path)), |w| {
+        w.write_all(text.as_bytes())
+    })
+    .map_err(|e| TextfileError::Write {
+        path: path.clone(),
+        temp: temp.clone(),
+        step: match e.step {
+            Step::Create => "create the temporary file",
+            Step::Permissions => "set the permissions of",
+            Step::Write => "write the temporary file",
+            Step::Rename => "rename over the target the temporary file",
+        },
+        message: io_message(&e.error),
+        hint: hint(&e.error, dir),
+    })
 }
 
 /// The previous file's permission bits, or 0644: set explicitly, so the umask of a CI job
 /// does not hide the file from a node_exporter running as another user.
 #[cfg(unix)]
-fn set_mode(f: &fs::File, target: &Path) -> io::Result<()> {
+fn mode_for(target: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(target)
+    fs::metadata(target)
         .ok()
         .filter(|m| m.is_file())
-        .map_or(0o644, |m| m.permissions().mode() & 0o7777);
-    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_or(0o644, |m| m.permissions().mode() & 0o7777)
 }
 
 #[cfg(not(unix))]
-fn set_mode(_: &fs::File, _: &Path) -> io::Result<()> {
-    Ok(())
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
+fn mode_for(_: &Path) -> u32 {
+    0o644
 }
 
 /// `.NAME.PID.tmp` next to the target: hidden, and not `*.prom`, so the collector skips it.
