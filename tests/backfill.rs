@@ -456,3 +456,70 @@ fn push_archive_writes_runs_that_backfill_reads_with_their_labels() {
     assert!(out.starts_with("2026-11-26T14:26:54Z"), "{out}");
     assert!(!out.contains("4711") && !out.contains("0123456789abcdef"));
 }
+
+#[test]
+fn gateway_gets_the_newest_run_of_each_group_with_totals_over_all_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    let end = now_s() - 3_600;
+    let runs = generate(&root, 24, 10, end, 11);
+    let pg = support::Pushgateway::start();
+    let state = tmp.path().join("gw.state");
+    let args = [
+        p(&root),
+        "--gateway".into(),
+        pg.url.clone(),
+        "--state".into(),
+        p(&state),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = backfill(&args);
+    assert_exit(&o, 0, "backfill --gateway");
+    let check = |runs: &[GenRun]| {
+        let data = pg.api_metrics();
+        let groups = data.as_array().unwrap();
+        let mut by_group: std::collections::BTreeMap<_, Vec<&GenRun>> = Default::default();
+        for r in runs {
+            by_group.entry(r.group()).or_default().push(r);
+        }
+        assert_eq!(groups.len(), by_group.len(), "{data:#}");
+        for (labels, rs) in by_group {
+            let g = groups
+                .iter()
+                .find(|g| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| g["labels"][k.as_str()].as_str() == Some(v.as_str()))
+                })
+                .unwrap_or_else(|| panic!("no group {labels:?}"));
+            let val = |name: &str| -> f64 {
+                g[name]["metrics"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            // Counters over every run of the group; per-run gauges of the newest one.
+            assert_eq!(val("pytest_runs_total"), rs.len() as f64, "{labels:?}");
+            let newest = rs.iter().map(|r| r.ts).max().unwrap();
+            assert_eq!(
+                val("pytest_last_run_timestamp_seconds"),
+                newest as f64,
+                "{labels:?}"
+            );
+        }
+    };
+    check(&runs);
+    // Nothing new: nothing changes.
+    let o = backfill(&args);
+    assert_exit(&o, 0, "second backfill --gateway");
+    check(&runs);
+    // One new run in one group: that group alone moves on.
+    let mut more = runs.clone();
+    let mut late = runs[0].clone();
+    late.ts = end + 60;
+    more.push(write_run(&root, "run-new", late));
+    let o = backfill(&args);
+    assert_exit(&o, 0, "third backfill --gateway");
+    check(&more);
+}
