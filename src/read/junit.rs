@@ -128,6 +128,27 @@ pub fn read(
             if scanning { text_scan.as_mut() } else { None },
         )
         .map_err(|e| ReadError::from_io(path, &e))?;
+        if !scanning && lane_on() && matches!(stack.last(), Some(Frame::Suite)) {
+            // The lane: a passed test, `<testcase …/>`, read in place from the buffer.
+            let mut stream = reader.stream();
+            let buf = stream
+                .fill_buf()
+                .map_err(|e| ReadError::from_io(path, &e))?;
+            if let Some((len, v)) = lane_empty_case(buf) {
+                suite.elements += 1;
+                on_case(&CaseElement {
+                    classname: &v.classname,
+                    name: &v.name,
+                    file: v.file.as_deref(),
+                    time: v.time,
+                    ..CaseElement::default()
+                });
+                stream.consume(len);
+                #[cfg(test)]
+                lane_test::HITS.with(|h| h.set(h.get() + 1));
+                continue;
+            }
+        }
         let pos = reader.buffer_position();
         buf.clear();
         reader.get_mut().arm(source::MAX_MARKUP);
@@ -547,6 +568,140 @@ fn case_values<'a>(e: &'a BytesStart<'_>) -> Result<CaseValues<'a>, String> {
         return Err("<testcase> has no name attribute".to_string());
     }
     Ok(v)
+}
+
+/// The lane for the commonest element of a pytest report, a passed test written as
+/// `<testcase classname="…" name="…" time="…" />`, read straight from the reader's buffer
+/// in one pass (tag end, attributes and values together) instead of through quick-xml's
+/// event and then [`Attrs`].
+///
+/// It accepts only what it fully understands and what quick-xml would read the same way:
+/// `<testcase`, whitespace, then `key="value"` pairs (keys of `[A-Za-z0-9_.:-]`, `=`
+/// right after the key, `"` or `'` quotes) separated by optional whitespace, and `/>`;
+/// in such a tag no `>` stands outside quotes before the end, so quick-xml's quote-aware
+/// scan ends it at the same byte, and the values are those [`Attrs`] would give. The
+/// values go through the same [`attr_value`] / [`seconds_attr`] as quick-xml's path.
+/// Anything else — a tag cut by the end of the buffer, an element with children, a
+/// namespace prefix, odd spacing, a bad value, a missing `name` — returns `None` with
+/// nothing consumed, and quick-xml reads the tag as before (with its errors and
+/// positions). Returns the bytes the tag takes and its values.
+fn lane_empty_case(b: &[u8]) -> Option<(usize, CaseValues<'_>)> {
+    fn key_byte(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':')
+    }
+    if !b.starts_with(b"<testcase") || !is_ws(*b.get(9)?) {
+        return None;
+    }
+    let mut v = CaseValues {
+        classname: Cow::Borrowed(""),
+        name: Cow::Borrowed(""),
+        file: None,
+        time: 0.0,
+    };
+    let mut has_name = false;
+    let mut i = 10;
+    loop {
+        let mut c = *b.get(i)?;
+        while is_ws(c) {
+            i += 1;
+            c = *b.get(i)?;
+        }
+        if c == b'/' {
+            return (*b.get(i + 1)? == b'>' && has_name).then_some((i + 2, v));
+        }
+        let at = &b[i..];
+        // pytest's keys first, then any key.
+        let key_len =
+            if at.starts_with(b"name=") || at.starts_with(b"time=") || at.starts_with(b"file=") {
+                4
+            } else if at.starts_with(b"classname=") {
+                9
+            } else {
+                let n = at.iter().position(|&c| !key_byte(c))?;
+                if n == 0 || at[n] != b'=' {
+                    return None;
+                }
+                n
+            };
+        let key = &at[..key_len];
+        let quote = *at.get(key_len + 1)?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        let vs = i + key_len + 2;
+        let (len, amp) = value_end(b.get(vs..)?, quote)?;
+        let value = &b[vs..vs + len];
+        i = vs + len + 1;
+        let a = Attr { key, value, amp };
+        match key {
+            b"classname" => v.classname = attr_value(&a).ok()?,
+            b"name" => {
+                v.name = attr_value(&a).ok()?;
+                has_name = true;
+            }
+            b"file" => v.file = Some(attr_value(&a).ok()?),
+            b"time" => v.time = seconds_attr(&a, "testcase time").ok()?,
+            _ => {}
+        }
+    }
+}
+
+/// Whether [`lane_empty_case`] is tried (always, except in tests that compare it with
+/// quick-xml's path).
+fn lane_on() -> bool {
+    #[cfg(test)]
+    return !lane_test::OFF.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    true
+}
+
+#[cfg(test)]
+mod lane_test {
+    use std::cell::Cell;
+    thread_local! {
+        /// Turns the lane off on this thread.
+        pub static OFF: Cell<bool> = const { Cell::new(false) };
+        /// Elements the lane read on this thread.
+        pub static HITS: Cell<u64> = const { Cell::new(0) };
+    }
+}
+
+/// Where the attribute value at the start of `b` ends (the index of its closing `quote`),
+/// and whether a `&` comes before it. Eight bytes at a time: a byte equal to `x` is a zero
+/// byte of `word ^ x`, found with the classic "has a zero byte" bit trick, whose lowest
+/// flagged byte is always a true match.
+fn value_end(b: &[u8], quote: u8) -> Option<(usize, bool)> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    fn zero_bytes(w: u64) -> u64 {
+        w.wrapping_sub(LO) & !w & HI
+    }
+    let (q, a) = (LO * u64::from(quote), LO * u64::from(b'&'));
+    let mut amp = false;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let mq = zero_bytes(w ^ q);
+        let ma = zero_bytes(w ^ a);
+        if mq != 0 {
+            let below = (mq & mq.wrapping_neg()) - 1;
+            return Some((
+                i + (mq.trailing_zeros() / 8) as usize,
+                amp || ma & below != 0,
+            ));
+        }
+        amp |= ma != 0;
+        i += 8;
+    }
+    for (k, &c) in b[i..].iter().enumerate() {
+        if c == quote {
+            return Some((i + k, amp));
+        }
+        amp |= c == b'&';
+    }
+    None
 }
 
 /// A `<testcase>` with children: its attributes copied into the reused buffers.
@@ -1022,5 +1177,139 @@ mod tests {
             e.message,
             "unexpected end of file: 3 element(s) still open (the report is truncated?)"
         );
+    }
+
+    /// Everything `read` reports about an element, names included.
+    #[derive(Debug, PartialEq)]
+    struct Full(String, String, Option<String>, u64, String);
+
+    fn read_full(path: &Path, lane: bool) -> (Result<(Vec<Full>, FileSuite), String>, u64) {
+        lane_test::OFF.with(|o| o.set(!lane));
+        lane_test::HITS.with(|h| h.set(0));
+        let mut cases = Vec::new();
+        let r = read(path, |c| {
+            cases.push(Full(
+                c.classname.to_string(),
+                c.name.to_string(),
+                c.file.map(str::to_string),
+                c.time.to_bits(),
+                format!(
+                    "{:?} {:?} {} {}",
+                    c.result, c.marks, c.teardown_error_only, c.rerun_children
+                ),
+            ))
+        });
+        let hits = lane_test::HITS.with(std::cell::Cell::get);
+        lane_test::OFF.with(|o| o.set(false));
+        (r.map(|s| (cases, s)).map_err(|e| e.to_string()), hits)
+    }
+
+    /// The lane and quick-xml's path agree on `doc`; returns the lane's hits.
+    fn same_with_and_without_lane(doc: &[u8]) -> u64 {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(doc).unwrap();
+        let (with, hits) = read_full(f.path(), true);
+        let (without, none) = read_full(f.path(), false);
+        assert_eq!(none, 0);
+        assert_eq!(
+            with,
+            without,
+            "lane differs on {:?}",
+            String::from_utf8_lossy(doc)
+        );
+        hits
+    }
+
+    #[test]
+    fn lane_agrees_with_quick_xml_on_every_fixture() {
+        let mut hits = 0;
+        for dir in [
+            "fixtures/pytest-9.2",
+            "fixtures/pytest-9.1",
+            "tests/hostile",
+        ] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "xml") {
+                    hits += same_with_and_without_lane(&std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        // The passed tests of the fixtures go through the lane.
+        assert!(hits > 100, "lane taken {hits} times");
+    }
+
+    #[test]
+    fn lane_agrees_with_quick_xml_on_odd_tags() {
+        let tags: &[&str] = &[
+            r#"<testcase classname="a.B" name="t" time="0.5" />"#,
+            r#"<testcase classname="a.B" name="t" time="0.5"/>"#,
+            r#"<testcase   name='t'  classname='a&amp;b'	time="1,234.5" />"#,
+            r#"<testcase name="t[&lt;x&gt;]" time="0.1" file="t.py" line="3" />"#,
+            r#"<testcase name="t" time="" />"#,
+            r#"<testcase name="t" time="abc" />"#,
+            r#"<testcase name="t" time="-1" />"#,
+            r#"<testcase name="t" time="1e400" />"#,
+            r#"<testcase classname="c" time="1" />"#,
+            r#"<testcase name="a" name="b" />"#,
+            r#"<testcase name="t" time="1"/ >"#,
+            r#"<testcase name = "t" />"#,
+            r#"<testcase name="t"time="2" />"#,
+            r#"<testcase name="x>y" classname='q"q' />"#,
+            r#"<testcase name="t" x-y:z.w="v" />"#,
+            r#"<testcase name="t" =x />"#,
+            r#"<testcase name="t" a="&bogus;" />"#,
+            r#"<testcase name="&bogus;" />"#,
+            r#"<testcase name="t" a=b />"#,
+            r#"<testcase name="t" a />"#,
+            r#"<testcase name="t" / x="1"/>"#,
+            r#"<testcase name="é" classname="ü.∂" />"#,
+            r#"<testcase name="t" time="00000000000000000000001.5" />"#,
+            r#"<testcase
+ name="t"
+ time="2" />"#,
+            r#"<testcase name="t"></testcase>"#,
+            r#"<testcase name="t" time="3"><skipped message="m" /></testcase>"#,
+            r#"<testcase name="t" time="3" /><!-- c --><testcase name="u" />"#,
+            r#"<testcase name="unterminated />"#,
+            r#"<testcases name="t" />"#,
+            r#"<x:testcase name="t" />"#,
+        ];
+        let mut hits = 0;
+        for t in tags {
+            for doc in [
+                format!("<testsuites><testsuite name=\"s\">{t}</testsuite></testsuites>"),
+                format!("<testsuite>\n{t}\n<testcase name=\"after\"/></testsuite>"),
+            ] {
+                hits += same_with_and_without_lane(doc.as_bytes());
+            }
+        }
+        assert!(hits > 20, "lane taken {hits} times");
+    }
+
+    #[test]
+    fn lane_agrees_with_quick_xml_on_mutated_fixtures() {
+        // Deterministic mutations of a real report: a byte replaced by one of the bytes
+        // that matter to the lane, or dropped; every result (elements or error) must agree.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pytest-9.2/junit-reruns.xml");
+        let doc = std::fs::read(p).unwrap();
+        let special = b"<>/=\"' &;\n\tax0.";
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut hits = 0;
+        for _ in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x % doc.len() as u64) as usize;
+            let mut m = doc.clone();
+            if x >> 60 == 0 {
+                m.remove(at);
+            } else {
+                m[at] = special[((x >> 32) % special.len() as u64) as usize];
+            }
+            hits += same_with_and_without_lane(&m);
+        }
+        assert!(hits > 1000, "lane taken {hits} times");
     }
 }
