@@ -629,17 +629,24 @@ fn lane_empty_case(b: &[u8]) -> Option<(usize, CaseValues<'_>)> {
             return None;
         }
         let vs = i + key_len + 2;
-        let (len, amp) = value_end(b.get(vs..)?, quote)?;
+        let (len, amp, ascii) = value_end(b.get(vs..)?, quote)?;
         let value = &b[vs..vs + len];
         i = vs + len + 1;
         let a = Attr { key, value, amp };
+        let text = || match (amp, ascii) {
+            // SAFETY: every ASCII byte sequence is valid UTF-8.
+            (false, true) => Some(Cow::Borrowed(unsafe {
+                std::str::from_utf8_unchecked(value)
+            })),
+            _ => attr_value(&a).ok(),
+        };
         match key {
-            b"classname" => v.classname = attr_value(&a).ok()?,
+            b"classname" => v.classname = text()?,
             b"name" => {
-                v.name = attr_value(&a).ok()?;
+                v.name = text()?;
                 has_name = true;
             }
-            b"file" => v.file = Some(attr_value(&a).ok()?),
+            b"file" => v.file = Some(text()?),
             b"time" => v.time = seconds_attr(&a, "testcase time").ok()?,
             _ => {}
         }
@@ -667,17 +674,18 @@ mod lane_test {
 }
 
 /// Where the attribute value at the start of `b` ends (the index of its closing `quote`),
-/// and whether a `&` comes before it. Eight bytes at a time: a byte equal to `x` is a zero
-/// byte of `word ^ x`, found with the classic "has a zero byte" bit trick, whose lowest
-/// flagged byte is always a true match.
-fn value_end(b: &[u8], quote: u8) -> Option<(usize, bool)> {
+/// whether a `&` comes before it, and whether it is all ASCII. Eight bytes at a time: a
+/// byte equal to `x` is a zero byte of `word ^ x`, found with the classic "has a zero
+/// byte" bit trick, whose lowest flagged byte is always a true match (only bytes above a
+/// true match can be flagged falsely).
+fn value_end(b: &[u8], quote: u8) -> Option<(usize, bool, bool)> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     fn zero_bytes(w: u64) -> u64 {
         w.wrapping_sub(LO) & !w & HI
     }
     let (q, a) = (LO * u64::from(quote), LO * u64::from(b'&'));
-    let mut amp = false;
+    let (mut amp, mut high) = (0u64, 0u64);
     let mut i = 0;
     while let Some(chunk) = b.get(i..i + 8) {
         let mut w = [0u8; 8];
@@ -686,20 +694,26 @@ fn value_end(b: &[u8], quote: u8) -> Option<(usize, bool)> {
         let mq = zero_bytes(w ^ q);
         let ma = zero_bytes(w ^ a);
         if mq != 0 {
+            // The bytes before the quote.
             let below = (mq & mq.wrapping_neg()) - 1;
+            let at = i + (mq.trailing_zeros() / 8) as usize;
             return Some((
-                i + (mq.trailing_zeros() / 8) as usize,
-                amp || ma & below != 0,
+                at,
+                (amp | (ma & below)) != 0,
+                (high | (w & HI & below)) == 0,
             ));
         }
-        amp |= ma != 0;
+        amp |= ma;
+        high |= w & HI;
         i += 8;
     }
+    let (mut amp, mut ascii) = (amp != 0, high == 0);
     for (k, &c) in b[i..].iter().enumerate() {
         if c == quote {
-            return Some((i + k, amp));
+            return Some((i + k, amp, ascii));
         }
         amp |= c == b'&';
+        ascii &= c.is_ascii();
     }
     None
 }
