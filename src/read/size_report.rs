@@ -2,12 +2,15 @@
 //! the JSON file (`--test-size-report=json --test-size-report-file=…`), a captured
 //! terminal log holding that JSON printed to stdout, or the `detailed` terminal report.
 //!
-//! The JSON is read with serde_json from a buffered reader and its `tests` array is
-//! visited entry by entry (never collected); names and sizes are seen as borrowed
-//! strings, so no entry allocates. Memory does not grow with the report: a JSON token
-//! (string or number) longer than [`MAX_JSON_TOKEN`] is an error, nesting is bounded
-//! by serde_json's recursion limit, and a terminal log is read one bounded line at a
-//! time with its embedded JSON streamed to the same visitor.
+//! The JSON is read from a buffered reader and its `tests` array is visited entry by
+//! entry (never collected); names and sizes are seen as borrowed strings, so no entry
+//! allocates. An entry of the plugin's usual shape is read by a hand-written lane
+//! straight from the buffer; any other entry, and the rest of the document, by
+//! serde_json, whose results and errors are the reference (see [`read_json`]). Memory
+//! does not grow with the report: a JSON token (string or number) longer than
+//! [`MAX_JSON_TOKEN`] is an error, nesting is bounded by serde_json's recursion limit,
+//! and a terminal log is read one bounded line at a time with its embedded JSON
+//! streamed to the same visitor.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -31,12 +34,15 @@ const MAX_LOG_LINE: usize = 1 << 20;
 
 /// Reads a JSON size report; calls `on_entry` per test. Returns the report's `timestamp`.
 ///
-/// Two readers, one result. The fast one splits the document into its values itself
-/// (string-aware bracket matching over the buffer) and parses each `tests` entry with
-/// serde_json from that slice, where strings are borrowed and no byte is read twice by
-/// serde. Anything unusual (an error, a value over [`MAX_JSON_TOKEN`]) stops it, and the
-/// streaming serde_json reader takes over from the start, skipping the entries already
-/// handed on: it gives the same entries, and its error messages and positions, always.
+/// Two readers, one result. The fast one works on the buffer itself. Each `tests` entry
+/// of the usual shape (plain strings, a numeric or `null` duration, a list of violation
+/// strings; see `fast::lane`) is read in one pass by a hand-written lane that accepts
+/// only what serde_json accepts and yields what it yields. Any other entry, and every
+/// other value, is split out of the buffer (string-aware bracket matching) and parsed
+/// with serde_json from that slice, where strings are borrowed. Anything unusual (an
+/// error, a value over [`MAX_JSON_TOKEN`]) stops the fast reader, and the streaming
+/// serde_json reader takes over from the start, skipping the entries already handed
+/// on: it gives the same entries, and its error messages and positions, always.
 pub fn read_json(
     path: &Path,
     on_entry: &mut dyn FnMut(&SizeEntry<'_>),
@@ -74,7 +80,7 @@ mod fast {
 
     use serde::de::{DeserializeSeed, IgnoredAny};
 
-    use super::{emit, EntrySeed, SizeEntry, MAX_JSON_TOKEN};
+    use super::{count_violation, emit, Entry, EntrySeed, SizeEntry, MAX_JSON_TOKEN};
     use crate::read::junit::parse_timestamp;
     use crate::read::source::PeekReader;
 
@@ -162,6 +168,509 @@ mod fast {
         }
     }
 
+    /// Entries the lane reads lie whole within this many bytes of the buffer; the lane
+    /// reads ahead at most this far, and leaves a longer entry to the general path.
+    const LANE_MAX: usize = 64 * 1024;
+
+    /// The longest `duration` number the lane converts itself (a Python float's `repr`
+    /// has at most 24 characters); a longer one is left to serde_json.
+    const LANE_NUMBER_MAX: usize = 40;
+
+    /// What [`lane`] did with one `tests` entry.
+    enum Lane {
+        /// Read and handed on; consumed.
+        Taken,
+        /// Read, but [`emit`] refused it: the streaming reader must say why.
+        Failed,
+        /// Not the usual shape (or not certainly valid): nothing consumed.
+        Declined,
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// Entries the lane took, for the tests (so that they cannot pass without it).
+        pub(super) static LANE_TAKEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Reads the next `tests` entry straight from the buffer, when it has the usual shape:
+    /// an object whose keys are plain strings, each known key at most once, with `name`
+    /// and `size` strings, `duration` a number or `null`, `violations` a list of strings,
+    /// and `status` and unknown keys a string, number, `true`, `false` or `null`. Strings
+    /// must be UTF-8 without a backslash or a control character, so that their bytes are
+    /// their value. Anything else, or an entry not whole within [`LANE_MAX`] bytes, is
+    /// [`Lane::Declined`] and left to serde_json ([`EntrySeed`]), which then reads it (or
+    /// fails on it) exactly as before. The lane accepts only what serde_json would accept,
+    /// and yields what [`EntrySeed`] would yield: the same [`emit`] checks and
+    /// [`count_violation`], and a `duration` checked against the JSON number grammar and
+    /// then correctly rounded, as serde_json's `float_roundtrip` rounds it (Clinger's
+    /// exact fast path, else `str::parse::<f64>`), and declined when not finite, which
+    /// serde_json calls out of range. Nothing is consumed before the entry is accepted.
+    fn lane(r: &mut PeekReader, on_entry: &mut dyn FnMut(&SizeEntry<'_>)) -> Lane {
+        let mut want = 1;
+        let mut entry = Entry::default();
+        loop {
+            let Ok(buf) = r.fill_at_least(want) else {
+                return Lane::Declined;
+            };
+            let b = buf.get(..LANE_MAX).unwrap_or(buf);
+            match scan_entry(b, &mut entry) {
+                Ok(s) => {
+                    let ok = emit::<serde_json::Error>(s.name, s.size, &entry, on_entry).is_ok();
+                    let end = s.end;
+                    r.consume(end);
+                    #[cfg(test)]
+                    LANE_TAKEN.with(|n| n.set(n.get() + 1));
+                    return if ok { Lane::Taken } else { Lane::Failed };
+                }
+                // The buffer ends inside the entry: read more, unless the input ended or
+                // the entry is longer than the lane reads.
+                Err(Stop::More) if buf.len() >= want && b.len() < LANE_MAX => {
+                    want = (buf.len() * 2).clamp(4096, LANE_MAX);
+                }
+                Err(_) => return Lane::Declined,
+            }
+        }
+    }
+
+    /// Why [`scan_entry`] stopped.
+    enum Stop {
+        /// At the end of the bytes given: the entry may go on.
+        More,
+        /// Not for the lane.
+        No,
+    }
+
+    /// One entry read by [`scan_entry`] (its other fields go to an [`Entry`]); `end` is
+    /// just after its `}`.
+    struct Scanned<'a> {
+        end: usize,
+        name: &'a str,
+        size: &'a str,
+    }
+
+    /// Index of the first `"`, `\\` or control byte (< 0x20) in `b`. Eight bytes at a
+    /// time: a word's flags are exact up to its first flagged byte (a borrow only runs
+    /// upwards, from a byte that matched).
+    fn special(b: &[u8]) -> Option<usize> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut chunks = b.chunks_exact(8);
+        let mut at = 0;
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            let x = u64::from_le_bytes(w);
+            let quote = x ^ (ONES * u64::from(b'"'));
+            let backslash = x ^ (ONES * u64::from(b'\\'));
+            let m = (quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (x.wrapping_sub(ONES * 0x20) & !x);
+            let m = m & HIGH;
+            if m != 0 {
+                return Some(at + (m.trailing_zeros() / 8) as usize);
+            }
+            at += 8;
+        }
+        let k = chunks
+            .remainder()
+            .iter()
+            .position(|c| matches!(c, b'"' | b'\\' | 0..=0x1f))?;
+        Some(at + k)
+    }
+
+    /// The value of eight ASCII digits (the first in the lowest byte), or `None` if
+    /// they are not all digits.
+    fn eight_digits(x: u64) -> Option<u64> {
+        const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+        // Each byte's high nibble must be 3, also after adding 6 (so at most `9`); no
+        // carry crosses bytes of that form.
+        let check = (x & NIBBLES) | ((x.wrapping_add(0x0606_0606_0606_0606) & NIBBLES) >> 4);
+        if check != 0x3333_3333_3333_3333 {
+            return None;
+        }
+        // Pairs, then quadruples, then all eight, by multiplications.
+        let v = x - 0x3030_3030_3030_3030;
+        let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+        let lo = (v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
+        let hi = ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
+        Some((lo.wrapping_add(hi) >> 32) & 0xFFFF_FFFF)
+    }
+
+    /// `b` as text: ASCII without a second look, else checked as UTF-8.
+    fn as_str(b: &[u8]) -> Option<&str> {
+        if b.is_ascii() {
+            // SAFETY: every ASCII byte sequence is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(b) })
+        } else {
+            std::str::from_utf8(b).ok()
+        }
+    }
+
+    // The known keys of an entry, as bits.
+    const NAME: u8 = 1;
+    const SIZE: u8 = 2;
+    const DURATION: u8 = 4;
+    const STATUS: u8 = 8;
+    const VIOLATIONS: u8 = 16;
+
+    /// Decimal digits read as one integer (wrapping once there are more than 19).
+    #[derive(Default)]
+    struct Digits {
+        value: u64,
+        count: u32,
+    }
+
+    /// A JSON number as read by [`Cur::number`].
+    struct Number<'a> {
+        text: &'a [u8],
+        negative: bool,
+        /// All its digits (integer and fraction) as one integer, if at most 19.
+        mantissa: Option<u64>,
+        /// The power of ten that scales `mantissa` to the value, if the exponent has at
+        /// most four digits.
+        exp10: Option<i64>,
+    }
+
+    impl Number<'_> {
+        /// The value, when one IEEE operation gives it exactly rounded (Clinger's fast
+        /// path): a mantissa of at most 2^53 and a power of ten of at most 10^22 are both
+        /// exact doubles, so their correctly rounded product or quotient is the correctly
+        /// rounded value. Otherwise `None`.
+        fn exact(&self) -> Option<f64> {
+            const POW10: [f64; 23] = [
+                1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+            ];
+            let m = self.mantissa.filter(|m| *m <= 1 << 53)? as f64;
+            let e = self.exp10?;
+            let p = *POW10.get(usize::try_from(e.unsigned_abs()).ok()?)?;
+            let v = if e >= 0 { m * p } else { m / p };
+            Some(if self.negative { -v } else { v })
+        }
+    }
+
+    /// A cursor over the buffered bytes; every read past their end is [`Stop::More`].
+    struct Cur<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cur<'a> {
+        fn byte(&self) -> Result<u8, Stop> {
+            self.b.get(self.i).copied().ok_or(Stop::More)
+        }
+
+        /// Skips whitespace; the next byte (not consumed). An indentation after a newline
+        /// is skipped up to eight spaces at a time.
+        fn ws(&mut self) -> Result<u8, Stop> {
+            loop {
+                let c = self.byte()?;
+                if c > b' ' || !ws(c) {
+                    return Ok(c);
+                }
+                self.i += 1;
+                if c == b'\n' {
+                    while let Some(w) = self.b.get(self.i..self.i + 8) {
+                        let mut a = [0u8; 8];
+                        a.copy_from_slice(w);
+                        let x = u64::from_le_bytes(a) ^ 0x2020_2020_2020_2020;
+                        if x != 0 {
+                            self.i += (x.trailing_zeros() / 8) as usize;
+                            break;
+                        }
+                        self.i += 8;
+                    }
+                }
+            }
+        }
+
+        /// The string at `"`: the range of its bytes, which are its value if they are
+        /// UTF-8 (no escape, no control character).
+        fn raw_string(&mut self) -> Result<std::ops::Range<usize>, Stop> {
+            let start = self.i + 1;
+            let rest = self.b.get(start..).ok_or(Stop::More)?;
+            let k = special(rest).ok_or(Stop::More)?;
+            if rest.get(k) != Some(&b'"') {
+                return Err(Stop::No);
+            }
+            self.i = start + k + 1;
+            Ok(start..start + k)
+        }
+
+        /// The string at `"`, whose bytes are its value; their range.
+        fn string(&mut self) -> Result<std::ops::Range<usize>, Stop> {
+            let r = self.raw_string()?;
+            match self.b.get(r.clone()) {
+                Some(s) if s.is_ascii() || std::str::from_utf8(s).is_ok() => Ok(r),
+                _ => Err(Stop::No),
+            }
+        }
+
+        /// A known key at `"`, spelled plainly (the usual case): its bit, consumed.
+        /// Otherwise `None`, nothing consumed.
+        fn known_key(&mut self) -> Option<u8> {
+            let rest = self.b.get(self.i + 1..)?;
+            let (key, len): (u8, usize) = match rest.first()? {
+                b'n' if rest.starts_with(b"name\"") => (NAME, 4),
+                b's' if rest.starts_with(b"size\"") => (SIZE, 4),
+                b's' if rest.starts_with(b"status\"") => (STATUS, 6),
+                b'd' if rest.starts_with(b"duration\"") => (DURATION, 8),
+                b'v' if rest.starts_with(b"violations\"") => (VIOLATIONS, 10),
+                _ => return None,
+            };
+            self.i += len + 2;
+            Some(key)
+        }
+
+        /// [`string`](Self::string) as text.
+        fn text(&mut self) -> Result<&'a str, Stop> {
+            let r = self.raw_string()?;
+            self.b.get(r).and_then(as_str).ok_or(Stop::No)
+        }
+
+        /// `true`, `false` or `null`, spelled `lit`.
+        fn literal(&mut self, lit: &[u8]) -> Result<(), Stop> {
+            let rest = self.b.get(self.i..).ok_or(Stop::More)?;
+            if rest.starts_with(lit) {
+                self.i += lit.len();
+                Ok(())
+            } else if lit.starts_with(rest) {
+                Err(Stop::More)
+            } else {
+                Err(Stop::No)
+            }
+        }
+
+        /// Digits, appended to `n`: eight at a time while eight follow, then one by one.
+        fn digits(&mut self, n: &mut Digits) -> Result<(), Stop> {
+            while let Some(w) = self.b.get(self.i..self.i + 8) {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                let x = u64::from_le_bytes(a);
+                let Some(v) = eight_digits(x) else {
+                    break;
+                };
+                n.value = n.value.wrapping_mul(100_000_000).wrapping_add(v);
+                n.count += 8;
+                self.i += 8;
+            }
+            loop {
+                let c = self.byte()?;
+                if !c.is_ascii_digit() {
+                    return Ok(());
+                }
+                n.value = n.value.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                n.count += 1;
+                self.i += 1;
+            }
+        }
+
+        /// A number, checked against the JSON grammar
+        /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`. The caller checks that a
+        /// delimiter follows (`01` stops after `0`).
+        fn number(&mut self) -> Result<Number<'a>, Stop> {
+            let start = self.i;
+            let negative = self.byte()? == b'-';
+            if negative {
+                self.i += 1;
+            }
+            // The integer and fraction digits, as one integer.
+            let mut m = Digits::default();
+            match self.byte()? {
+                b'1'..=b'9' => self.digits(&mut m)?,
+                b'0' => {
+                    self.i += 1;
+                    m.count = 1;
+                }
+                _ => return Err(Stop::No),
+            }
+            let int_digits = m.count;
+            if self.byte()? == b'.' {
+                self.i += 1;
+                if !self.byte()?.is_ascii_digit() {
+                    return Err(Stop::No);
+                }
+                self.digits(&mut m)?;
+            }
+            let (mut e, mut e_negative) = (Digits::default(), false);
+            if matches!(self.byte()?, b'e' | b'E') {
+                self.i += 1;
+                match self.byte()? {
+                    b'+' => self.i += 1,
+                    b'-' => {
+                        self.i += 1;
+                        e_negative = true;
+                    }
+                    _ => {}
+                }
+                if !self.byte()?.is_ascii_digit() {
+                    return Err(Stop::No);
+                }
+                self.digits(&mut e)?;
+            }
+            let exp10 = (e.count <= 4).then(|| {
+                let e = e.value as i64;
+                (if e_negative { -e } else { e }) - i64::from(m.count - int_digits)
+            });
+            Ok(Number {
+                text: self.b.get(start..self.i).ok_or(Stop::No)?,
+                negative,
+                mantissa: (m.count <= 19).then_some(m.value),
+                exp10,
+            })
+        }
+
+        /// `duration`: the f64 serde_json gives, when finite.
+        fn duration(&mut self) -> Result<Option<f64>, Stop> {
+            if self.byte()? == b'n' {
+                return self.literal(b"null").map(|()| None);
+            }
+            let n = self.number()?;
+            if n.text.len() > LANE_NUMBER_MAX {
+                return Err(Stop::No);
+            }
+            let d = match n.exact() {
+                Some(d) => d,
+                None => as_str(n.text)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(Stop::No)?,
+            };
+            if d.is_finite() {
+                Ok(Some(d))
+            } else {
+                Err(Stop::No)
+            }
+        }
+
+        /// A value skipped unparsed (`status`, unknown keys): a scalar only.
+        fn scalar(&mut self) -> Result<(), Stop> {
+            match self.byte()? {
+                b'"' => self.string().map(drop),
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                b'-' | b'0'..=b'9' => self.number().map(drop),
+                _ => Err(Stop::No),
+            }
+        }
+
+        /// `violations`: a list of strings, counted into `e`.
+        fn violations(&mut self, e: &mut Entry) -> Result<(), Stop> {
+            if self.byte()? != b'[' {
+                return Err(Stop::No);
+            }
+            self.i += 1;
+            if self.ws()? == b']' {
+                self.i += 1;
+                return Ok(());
+            }
+            loop {
+                if self.ws()? != b'"' {
+                    return Err(Stop::No);
+                }
+                count_violation(e, self.text()?);
+                match self.ws()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                    _ => return Err(Stop::No),
+                }
+            }
+        }
+    }
+
+    /// The entry at the start of `b` (after any whitespace), if it is one for the lane.
+    fn scan_entry<'a>(b: &'a [u8], entry: &mut Entry) -> Result<Scanned<'a>, Stop> {
+        let mut c = Cur { b, i: 0 };
+        if c.ws()? != b'{' {
+            return Err(Stop::No);
+        }
+        c.i += 1;
+        let (mut name, mut size) = (None, None);
+        *entry = Entry::default();
+        let mut seen = 0u8;
+        loop {
+            if c.ws()? != b'"' {
+                // Also `{}` (no name) and a trailing comma: serde_json's to report.
+                return Err(Stop::No);
+            }
+            let key = match c.known_key() {
+                Some(k) => k,
+                None => {
+                    let k = c.string()?;
+                    match b.get(k).ok_or(Stop::No)? {
+                        b"name" => NAME,
+                        b"size" => SIZE,
+                        b"duration" => DURATION,
+                        b"status" => STATUS,
+                        b"violations" => VIOLATIONS,
+                        _ => 0,
+                    }
+                }
+            };
+            if seen & key != 0 {
+                // A duplicate field: an error serde_json reports.
+                return Err(Stop::No);
+            }
+            seen |= key;
+            if c.ws()? != b':' {
+                return Err(Stop::No);
+            }
+            c.i += 1;
+            let v = c.ws()?;
+            match key {
+                NAME | SIZE if v != b'"' => return Err(Stop::No),
+                NAME => name = Some(c.text()?),
+                SIZE => size = Some(c.text()?),
+                DURATION => entry.duration = c.duration()?,
+                VIOLATIONS => c.violations(entry)?,
+                _ => c.scalar()?,
+            }
+            match c.ws()? {
+                b',' => c.i += 1,
+                b'}' => {
+                    c.i += 1;
+                    break;
+                }
+                _ => return Err(Stop::No),
+            }
+        }
+        match (name, size) {
+            (Some(name), Some(size)) => Ok(Scanned {
+                end: c.i,
+                name,
+                size,
+            }),
+            _ => Err(Stop::No),
+        }
+    }
+
+    /// The lane's reading of a whole `duration` value `b`; `None` when it declines.
+    #[cfg(test)]
+    pub(super) fn lane_duration(b: &[u8]) -> Option<Option<f64>> {
+        let mut with_end = b.to_vec();
+        with_end.push(b'}');
+        let mut c = Cur { b: &with_end, i: 0 };
+        let d = c.duration().ok()?;
+        (c.i == b.len()).then_some(d)
+    }
+
+    /// [`eight_digits`] of the first eight bytes of `b`.
+    #[cfg(test)]
+    pub(super) fn lane_eight_digits(b: &[u8; 8]) -> Option<u64> {
+        eight_digits(u64::from_le_bytes(*b))
+    }
+
+    /// The fast path's value of the number `b`, if it has one.
+    #[cfg(test)]
+    pub(super) fn lane_exact(b: &[u8]) -> Option<f64> {
+        let mut with_end = b.to_vec();
+        with_end.push(b'}');
+        Cur { b: &with_end, i: 0 }.number().ok()?.exact()
+    }
+
     pub(super) fn read(
         r: &mut PeekReader,
         on_entry: &mut dyn FnMut(&SizeEntry<'_>),
@@ -182,16 +691,20 @@ mod fast {
                             r.consume(1);
                         } else {
                             loop {
-                                with_value(r, |b| {
-                                    let mut de = serde_json::Deserializer::from_slice(b);
-                                    let seed = EntrySeed {
-                                        name: &mut name,
-                                        size: &mut size,
-                                    };
-                                    let t = seed.deserialize(&mut de).ok()?;
-                                    de.end().ok()?;
-                                    emit::<serde_json::Error>(&name, &size, &t, on_entry).ok()
-                                })?;
+                                match lane(r, on_entry) {
+                                    Lane::Taken => {}
+                                    Lane::Failed => return None,
+                                    Lane::Declined => with_value(r, |b| {
+                                        let mut de = serde_json::Deserializer::from_slice(b);
+                                        let seed = EntrySeed {
+                                            name: &mut name,
+                                            size: &mut size,
+                                        };
+                                        let t = seed.deserialize(&mut de).ok()?;
+                                        de.end().ok()?;
+                                        emit::<serde_json::Error>(&name, &size, &t, on_entry).ok()
+                                    })?,
+                                }
                                 match peek(r)? {
                                     b',' => r.consume(1),
                                     b']' => {
@@ -571,13 +1084,18 @@ impl<'de> Visitor<'de> for Violation<'_> {
         f.write_str("a string")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if v == "timing" {
-            self.0.timing = true;
-        } else if let Some(r) = v.strip_prefix("hermeticity:").and_then(Resource::parse) {
-            let n = &mut self.0.hermeticity[r.index()];
-            *n = n.saturating_add(1);
-        }
+        count_violation(self.0, v);
         Ok(())
+    }
+}
+
+/// Counts one `violations` string into `e`; other strings are ignored.
+fn count_violation(e: &mut Entry, v: &str) {
+    if v == "timing" {
+        e.timing = true;
+    } else if let Some(r) = v.strip_prefix("hermeticity:").and_then(Resource::parse) {
+        let n = &mut e.hermeticity[r.index()];
+        *n = n.saturating_add(1);
     }
 }
 
@@ -892,5 +1410,415 @@ mod tests {
         assert!(e.to_string().contains("has size \"huge\""), "{e}");
         let e = parse_bytes(&br#"{"version":"1"}"#[..], &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("no \"tests\" list"), "{e}");
+    }
+}
+
+/// The JSON lane (`fast::lane`) against the streaming serde_json reader.
+#[cfg(test)]
+mod lane_tests {
+    use std::io::Write;
+
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    type Owned = (String, Option<Size>, Option<u64>, bool, [u32; 5]);
+
+    fn own(e: &SizeEntry<'_>) -> Owned {
+        (
+            e.name.to_string(),
+            e.size,
+            e.duration.map(f64::to_bits),
+            e.timing,
+            e.hermeticity,
+        )
+    }
+
+    /// Everything a reader hands on, and how it ends (`Ok` bits of the timestamp, or the
+    /// error as printed).
+    type Outcome = (Vec<Owned>, Result<Option<u64>, String>);
+
+    fn via_read_json(path: &Path) -> (Outcome, usize) {
+        let before = fast::LANE_TAKEN.with(|n| n.get());
+        let mut got = Vec::new();
+        let end = read_json(path, &mut |e| got.push(own(e)))
+            .map(|t| t.map(f64::to_bits))
+            .map_err(|e| e.to_string());
+        let taken = fast::LANE_TAKEN.with(|n| n.get()) - before;
+        ((got, end), taken)
+    }
+
+    /// The streaming serde_json reader alone, as `read_json` runs it.
+    fn via_serde(path: &Path) -> Outcome {
+        let mut got = Vec::new();
+        let end = (|| {
+            let mut r = source::open(path)?;
+            let br = BufReader::with_capacity(256 * 1024, TokenGuard::new(&mut r, 0));
+            let ts =
+                parse_json(br, &mut |e| got.push(own(e))).map_err(|e| json_error(path, e, 0))?;
+            r.check_unchanged(path)?;
+            Ok::<_, ReadError>(ts)
+        })()
+        .map(|t| t.map(f64::to_bits))
+        .map_err(|e| e.to_string());
+        (got, end)
+    }
+
+    struct Doc(tempfile::NamedTempFile);
+
+    impl Doc {
+        fn new() -> Self {
+            Doc(tempfile::NamedTempFile::new().unwrap())
+        }
+        /// Both readers on `bytes`; asserts they agree. The entries the lane took.
+        fn check(&mut self, bytes: &[u8]) -> usize {
+            self.check_ok(bytes).0
+        }
+
+        /// [`check`](Self::check), and whether the read succeeded.
+        fn check_ok(&mut self, bytes: &[u8]) -> (usize, bool) {
+            let f = self.0.as_file_mut();
+            f.set_len(0).unwrap();
+            std::io::Seek::rewind(f).unwrap();
+            f.write_all(bytes).unwrap();
+            f.flush().unwrap();
+            let (fast, taken) = via_read_json(self.0.path());
+            let slow = via_serde(self.0.path());
+            assert_eq!(fast, slow, "on {:?}", String::from_utf8_lossy(bytes));
+            (taken, fast.1.is_ok())
+        }
+    }
+
+    const NORMAL: &str = r#"{
+      "name": "tests/unit/pkg_0/test_mod_0.py::TestCreate::test_merges_ledger_entry_1",
+      "size": "small",
+      "duration": 0.4141274800290968,
+      "status": "passed",
+      "violations": []
+    }"#;
+
+    /// `entry` between two usual entries, in a pretty-printed report.
+    fn doc(entry: &[u8]) -> Vec<u8> {
+        let mut d = br#"{
+  "version": "1.2.2",
+  "timestamp": "2026-11-26T14:36:58.962184Z",
+  "summary": {"total_tests": 3, "violations": {"timing": 1}},
+  "tests": [
+    "#
+        .to_vec();
+        d.extend_from_slice(NORMAL.as_bytes());
+        d.extend_from_slice(b",\n    ");
+        d.extend_from_slice(entry);
+        d.extend_from_slice(b",\n    ");
+        d.extend_from_slice(NORMAL.replace("_1\"", "_2\"").as_bytes());
+        d.extend_from_slice(b"\n  ]\n}\n");
+        d
+    }
+
+    #[test]
+    fn the_lane_takes_the_usual_shapes_and_agrees() {
+        let taken: &[&str] = &[
+            NORMAL,
+            r#"{"name":"a","size":"small","duration":0.5,"status":"passed","violations":[]}"#,
+            "{\t\"name\" :\r\n\"a\" , \"size\":\"medium\"}",
+            r#"{"violations": ["timing"], "status": "failed", "duration": 1e-5, "size": "large", "name": "b"}"#,
+            r#"{"name": "c", "size": "small", "duration": null}"#,
+            r#"{"name": "c", "size": "xlarge", "extra": 1, "x": true, "y": false, "z": null}"#,
+            r#"{"name": "c", "size": "small", "extra": "1", "extra": -2.5E+3, "status": 7}"#,
+            // Skipped numbers are only checked against the grammar, as by serde_json.
+            r#"{"name": "c", "size": "small", "other": 1e999, "status": -0.0e-0}"#,
+            r#"{"name": "d", "size": "unsized", "violations": ["timing", "hermeticity:network",
+                "hermeticity:network", "hermeticity:sleep", "hermeticity:bogus", "other", "",
+                "hermeticity:", "Timing"]}"#,
+            r#"{"name": "e", "size": "small", "duration": -0.0}"#,
+            r#"{"name": "e", "size": "small", "duration": 0}"#,
+            r#"{"name": "e", "size": "small", "duration": 5}"#,
+            r#"{"name": "e", "size": "small", "duration": 12345678901234567890123}"#,
+            r#"{"name": "e", "size": "small", "duration": 0.1e1}"#,
+            r#"{"name": "e", "size": "small", "duration": 1E+2}"#,
+            r#"{"name": "e", "size": "small", "duration": 1e-400}"#,
+            r#"{"name": "e", "size": "small", "duration": 4.9e-324}"#,
+            r#"{"name": "e", "size": "small", "duration": 1.7976931348623157e308}"#,
+            r#"{"name": "e", "size": "small", "duration": 9007199254740993}"#,
+            r#"{"name": "é ü 中 🦀", "size": "small", "clé": "värde"}"#,
+            r#"{"name": "", "size": "small"}"#,
+        ];
+        // Taken, then refused by `emit`: the streaming reader's error.
+        let refused: &[&str] = &[
+            r#"{"name": "f", "size": "huge"}"#,
+            r#"{"name": "f", "size": "unknown"}"#,
+            r#"{"name": "f", "size": "small", "duration": -1.5}"#,
+            r#"{"name": "f", "size": "small", "duration": -1e-300}"#,
+        ];
+        let mut d = Doc::new();
+        for e in taken {
+            assert_eq!(d.check_ok(&doc(e.as_bytes())), (3, true), "{e}");
+        }
+        for e in refused {
+            assert_eq!(d.check_ok(&doc(e.as_bytes())), (2, false), "{e}");
+        }
+        // The committed fixtures (and one of the benchmark's shape) go all through it.
+        for dir in ["fixtures/pytest-9.2", "fixtures/pytest-9.1"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for f in std::fs::read_dir(dir).unwrap() {
+                let p = f.unwrap().path();
+                if p.extension().is_some_and(|x| x == "json") {
+                    let bytes = std::fs::read(&p).unwrap();
+                    let n = d.check(&bytes);
+                    assert!(n > 0, "{}", p.display());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lane_declines_what_it_does_not_know() {
+        let declined: &[&[u8]] = &[
+            br#"{"name": "a\"b", "size": "small"}"#,
+            br#"{"name": "\u00e9", "size": "small"}"#,
+            br#"{"name": "a\nb", "size": "small"}"#,
+            br#"{"n\u0061me": "a", "size": "small"}"#,
+            b"{\"name\": \"a\tb\", \"size\": \"small\"}",
+            b"{\"name\": \"a\x01b\", \"size\": \"small\"}",
+            b"{\"name\": \"a\xffb\", \"size\": \"small\"}",
+            b"{\"name\": \"a\", \"size\": \"small\", \"status\": \"\xc3\"}",
+            b"{\"name\": \"a\", \"size\": \"small\", \"x\xff\": 1}",
+            br#"{"name": "a", "name": "b", "size": "small"}"#,
+            br#"{"name": "a", "size": "small", "size": "small"}"#,
+            br#"{"name": "a", "size": "small", "duration": 1, "duration": 2}"#,
+            br#"{"name": "a", "size": "small", "status": "x", "status": "y"}"#,
+            br#"{"name": "a", "size": "small", "violations": [], "violations": []}"#,
+            br#"{"name": "a", "size": "small", "duration": 1e400}"#,
+            br#"{"name": "a", "size": "small", "duration": -1e400}"#,
+            br#"{"name": "a", "size": "small", "duration": 1.7976931348623159e308}"#,
+            br#"{"name": "a", "size": "small", "duration": 0.000000000000000000000000000000000000000001}"#,
+            br#"{"name": "a", "size": "small", "duration": +1}"#,
+            br#"{"name": "a", "size": "small", "duration": .5}"#,
+            br#"{"name": "a", "size": "small", "duration": 01}"#,
+            br#"{"name": "a", "size": "small", "duration": 1.}"#,
+            br#"{"name": "a", "size": "small", "duration": 1.e5}"#,
+            br#"{"name": "a", "size": "small", "duration": 1e}"#,
+            br#"{"name": "a", "size": "small", "duration": 1e+}"#,
+            br#"{"name": "a", "size": "small", "duration": -}"#,
+            br#"{"name": "a", "size": "small", "duration": --1}"#,
+            br#"{"name": "a", "size": "small", "duration": 0x10}"#,
+            br#"{"name": "a", "size": "small", "duration": NaN}"#,
+            br#"{"name": "a", "size": "small", "duration": Infinity}"#,
+            br#"{"name": "a", "size": "small", "duration": 1.5x}"#,
+            br#"{"name": "a", "size": "small", "duration": "1.0"}"#,
+            br#"{"name": "a", "size": "small", "duration": true}"#,
+            br#"{"name": "a", "size": "small", "duration": nul}"#,
+            br#"{"name": "a", "size": "small", "duration": nulll}"#,
+            br#"{"name": "a", "size": "small", "duration": [1]}"#,
+            br#"{"name": "a", "size": "small", "status": True}"#,
+            br#"{"name": "a", "size": "small", "status": {"x": 1}}"#,
+            br#"{"name": "a", "size": "small", "status": []}"#,
+            br#"{"name": "a", "size": "small", "other": {"n": [1, {"m": 2}]}}"#,
+            br#"{"name": "a", "size": "small", "other": 01}"#,
+            br#"{"name": "a", "size": "small", "more": []}"#,
+            br#"{"name": "a", "size": "small", "violations": ["timing", 1]}"#,
+            br#"{"name": "a", "size": "small", "violations": [["timing"]]}"#,
+            br#"{"name": "a", "size": "small", "violations": ["timing",]}"#,
+            br#"{"name": "a", "size": "small", "violations": "timing"}"#,
+            br#"{"name": "a", "size": "small", "violations": null}"#,
+            br#"{"name": "a", "size": "small", "violations": ["timing" "x"]}"#,
+            br#"{"name": "a", "size": 3}"#,
+            br#"{"name": null, "size": "small"}"#,
+            br#"{"name": ["a"], "size": "small"}"#,
+            br#"{"size": "small"}"#,
+            br#"{"name": "a"}"#,
+            br#"{}"#,
+            br#"{"name": "a", "size": "small",}"#,
+            br#"{"name": "a", "size": "small" "status": "x"}"#,
+            br#"{"name" "a", "size": "small"}"#,
+            br#"{"name": "a"; "size": "small"}"#,
+            br#"{name: "a", "size": "small"}"#,
+            br#"1"#,
+            br#""x""#,
+            br#"null"#,
+            br#"[]"#,
+        ];
+        let mut d = Doc::new();
+        for e in declined {
+            // Declined: the lane takes the usual entry after it only if the read goes on.
+            let (n, ok) = d.check_ok(&doc(e));
+            let want = if ok { 2 } else { 1 };
+            assert_eq!(n, want, "{}", String::from_utf8_lossy(e));
+        }
+        // Taken, but the document is malformed just after it.
+        let e = br#"{"name": "a", "size": "small"}}"#;
+        assert_eq!(d.check_ok(&doc(e)), (2, false));
+        // An entry longer than the lane reads ahead.
+        let long = format!(r#"{{"name": "{}", "size": "small"}}"#, "x".repeat(100_000));
+        assert_eq!(d.check(&doc(long.as_bytes())), 2);
+    }
+
+    #[test]
+    fn every_cut_of_a_report_agrees() {
+        let full = doc(br#"{"violations": ["timing", "hermeticity:process"], "name": "x", "size": "medium", "duration": 1.25e-3, "status": null, "k": false}"#);
+        let mut d = Doc::new();
+        assert_eq!(d.check(&full), 3);
+        for cut in 0..full.len() {
+            d.check(&full[..cut]);
+        }
+    }
+
+    /// Random edits of a report: whatever the lane takes, it takes as serde_json would.
+    #[test]
+    fn random_edits_agree() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let base = doc(br#"{"name": "a.py::t[x]", "size": "large", "duration": 12.5e-1, "status": "passed", "violations": ["timing", "hermeticity:database"], "extra": -0}"#);
+        let alphabet = b"{}[]:,\"\\ \n0123456789.eE+-aeflnrstuxz\x01\xc3\xa9";
+        let mut d = Doc::new();
+        let mut taken = 0;
+        for _ in 0..3000 {
+            let mut b = base.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..b.len());
+                let c = alphabet[rng.random_range(0..alphabet.len())];
+                match rng.random_range(0..3) {
+                    0 => b[i] = c,
+                    1 => b.insert(i, c),
+                    _ => {
+                        b.remove(i);
+                    }
+                }
+            }
+            taken += d.check(&b);
+        }
+        assert!(taken > 3000, "the lane took only {taken} entries");
+    }
+
+    #[test]
+    fn eight_digits_at_a_time() {
+        assert_eq!(fast::lane_eight_digits(b"12345678"), Some(12_345_678));
+        assert_eq!(fast::lane_eight_digits(b"00000000"), Some(0));
+        assert_eq!(fast::lane_eight_digits(b"99999999"), Some(99_999_999));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..100_000 {
+            let mut b = [0u8; 8];
+            for c in &mut b {
+                *c = if rng.random_bool(0.9) {
+                    b'0' + rng.random_range(0..10u8)
+                } else {
+                    rng.random()
+                };
+            }
+            let want = b
+                .iter()
+                .all(u8::is_ascii_digit)
+                .then(|| b.iter().fold(0u64, |v, c| v * 10 + u64::from(c - b'0')));
+            assert_eq!(fast::lane_eight_digits(&b), want, "{b:?}");
+        }
+    }
+
+    /// The lane's `duration` is serde_json's, bit for bit, whenever it takes one.
+    #[test]
+    fn durations_convert_as_serde_json_does() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "0e0",
+            "-0e-5",
+            "1",
+            "-1",
+            "5e-324",
+            "4.9e-324",
+            "2.4703282292062327e-324",
+            "2.4703282292062328e-324",
+            "2.2250738585072011e-308",
+            "2.2250738585072012e-308",
+            "1.7976931348623157e308",
+            "1.7976931348623158e308",
+            "1.7976931348623159e308",
+            "9007199254740993",
+            "9007199254740992.5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "0.1",
+            "0.30000000000000004",
+            "1e-5",
+            "1E+2",
+            "1e400",
+            "1e-400",
+            "0e400",
+            "00",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "1e+",
+            "-",
+            "1.5e3",
+            "123456789012345678901234567890",
+            "0.000000000000000000000000000000000000001",
+            "0.4141274800290968",
+            "0.00013754391097760212",
+            "2.0427319893262514",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..100_000 {
+            let mut s = String::new();
+            if rng.random_bool(0.2) {
+                s.push('-');
+            }
+            let digits = rng.random_range(1..25);
+            for k in 0..digits {
+                let d = rng.random_range(0..10u8);
+                s.push((b'0' + if k == 0 && digits > 1 { d.max(1) } else { d }) as char);
+            }
+            if rng.random_bool(0.7) {
+                s.push('.');
+                for _ in 0..rng.random_range(1..20) {
+                    s.push((b'0' + rng.random_range(0..10u8)) as char);
+                }
+            }
+            if rng.random_bool(0.4) {
+                s.push(if rng.random_bool(0.5) { 'e' } else { 'E' });
+                match rng.random_range(0..3) {
+                    0 => s.push('-'),
+                    1 => s.push('+'),
+                    _ => {}
+                }
+                let e = if rng.random_bool(0.5) {
+                    rng.random_range(0..30)
+                } else {
+                    rng.random_range(0..400)
+                };
+                s.push_str(&e.to_string());
+            }
+            cases.push(s);
+        }
+        let (mut taken, mut exact) = (0, 0);
+        for s in &cases {
+            let serde = serde_json::from_str::<Option<f64>>(s).ok();
+            if let Some(lane) = fast::lane_duration(s.as_bytes()) {
+                taken += 1;
+                exact += usize::from(fast::lane_exact(s.as_bytes()).is_some());
+                assert_eq!(
+                    lane.map(f64::to_bits),
+                    serde.flatten().map(f64::to_bits),
+                    "{s}: serde_json {serde:?}"
+                );
+                assert!(serde.is_some(), "{s}");
+            }
+        }
+        assert!(taken > cases.len() / 2, "taken {taken}");
+        assert!(exact > cases.len() / 5, "exact {exact}");
+        assert_eq!(
+            fast::lane_exact(b"0.4141274800290968"),
+            Some(0.4141274800290968)
+        );
+        assert_eq!(fast::lane_exact(b"2.0427319893262514"), None);
+        assert_eq!(fast::lane_duration(b"null"), Some(None));
+        assert_eq!(fast::lane_duration(b"0.5"), Some(Some(0.5)));
     }
 }
