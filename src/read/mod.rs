@@ -200,11 +200,11 @@ pub struct SizeEntry<'a> {
 pub struct RunBuilder {
     run: Run,
     prefix: String,
-    cls: String,
-    name: String,
     batch: Batch,
+    reports: ReportBatch,
+    /// The join's state while no table thread runs (the thread owns it meanwhile).
+    joiner: Joiner,
     worker: Option<Worker>,
-    reports: Ring<PendingReport>,
 }
 
 /// Elements per batch handed to the table thread.
@@ -232,23 +232,57 @@ struct BatchCase {
     rerun_children: u32,
 }
 
-/// The table thread: batches in, the table back when the sender is dropped.
-struct Worker {
-    tx: std::sync::mpsc::SyncSender<Batch>,
-    handle: std::thread::JoinHandle<Tests>,
+/// Size-report entries on their way to the table: node ids (as written) back to back.
+#[derive(Default)]
+struct ReportBatch {
+    /// End of each entry's node id in `ids`, and what the entry says.
+    entries: Vec<(u32, ReportEntry)>,
+    ids: String,
 }
 
-/// The table thread: the table first, then batches, applied in order.
+/// What the table thread is handed, in order.
+enum Work {
+    Cases(Batch),
+    Reports(ReportBatch),
+}
+
+/// The table thread: work in, the table and the join's state back when the sender is
+/// dropped.
+struct Worker {
+    tx: std::sync::mpsc::SyncSender<Work>,
+    handle: std::thread::JoinHandle<(Tests, Joiner)>,
+}
+
+/// The table thread: the table first, then work, applied in order.
 fn table_thread(
-    tests: std::sync::mpsc::Receiver<Tests>,
-    rx: std::sync::mpsc::Receiver<Batch>,
-) -> Tests {
-    let mut tests = tests.recv().unwrap_or_default();
+    start: std::sync::mpsc::Receiver<(Tests, Joiner)>,
+    rx: std::sync::mpsc::Receiver<Work>,
+) -> (Tests, Joiner) {
+    let (mut tests, mut joiner) = start.recv().unwrap_or_default();
     let mut keys = Vec::with_capacity(BATCH);
-    for b in rx {
-        apply_batch(&mut tests, &b, &mut keys);
+    for w in rx {
+        apply_work(&mut tests, &mut joiner, w, &mut keys);
     }
-    tests
+    joiner.drain(&mut tests);
+    (tests, joiner)
+}
+
+/// Applies one piece of work. Report entries queued for the join are applied before
+/// later elements, so an entry always meets the elements read before it.
+fn apply_work(tests: &mut Tests, joiner: &mut Joiner, w: Work, keys: &mut Vec<TestKey>) {
+    match w {
+        Work::Cases(b) => {
+            joiner.drain(tests);
+            apply_batch(tests, &b, keys);
+        }
+        Work::Reports(r) => {
+            let mut start = 0usize;
+            for (end, entry) in &r.entries {
+                joiner.add(tests, &r.ids[start..*end as usize], *entry);
+                start = *end as usize;
+            }
+        }
+    }
 }
 
 /// Applies one batch to the table, in order, hashing first and prefetching ahead.
@@ -366,6 +400,90 @@ struct PendingReport {
     node_id: String,
 }
 
+/// The join of size-report entries onto the tests (METRICS.md §2): node id → (classname,
+/// name) by pytest 9.2's rule, then 9.1's. Lookups go through a short queue (see
+/// [`RunBuilder`]).
+struct Joiner {
+    cls: String,
+    name: String,
+    reports: Ring<PendingReport>,
+    /// Entries that matched no test.
+    misses: u64,
+}
+
+impl Default for Joiner {
+    fn default() -> Self {
+        Joiner {
+            cls: String::new(),
+            name: String::new(),
+            reports: Ring::new(),
+            misses: 0,
+        }
+    }
+}
+
+impl Joiner {
+    /// Queues one entry (`name` as written in the report) for the join.
+    fn add(&mut self, tests: &mut Tests, name: &str, entry: ReportEntry) {
+        let node_id = strip_label_from_nodeid(name);
+        nodeid::mangle_9_2_into(node_id, &mut self.cls, &mut self.name);
+        let key = tests.key(&self.cls, &self.name);
+        tests.prefetch(key);
+        // Without a `[` the 9.1 spelling is the 9.2 one.
+        let key_9_1 = if node_id.contains('[') {
+            nodeid::mangle_9_1_into(node_id, &mut self.cls, &mut self.name);
+            let k = tests.key(&self.cls, &self.name);
+            (k != key).then(|| {
+                tests.prefetch(k);
+                k
+            })
+        } else {
+            None
+        };
+        // Halfway through the queue: its index entry is in cache, start on its slot.
+        if let Some(mid) = self.reports.behind_newest(QUEUE / 2 - 1) {
+            tests.prefetch_slot(mid.key);
+        }
+        if self.reports.len == QUEUE {
+            self.apply_oldest(tests);
+        }
+        let keep = tests.has_ids();
+        let p = self.reports.next_free();
+        p.key = key;
+        p.key_9_1 = key_9_1;
+        p.entry = entry;
+        if keep {
+            p.node_id.clear();
+            p.node_id.push_str(node_id);
+        }
+    }
+
+    fn apply_oldest(&mut self, tests: &mut Tests) {
+        let Some(r) = self.reports.pop() else {
+            return;
+        };
+        let found = tests
+            .find(r.key)
+            .or_else(|| r.key_9_1.and_then(|k| tests.find(k)));
+        match found {
+            Some(i) => {
+                let mut rec = tests.get(i);
+                rec.report = Some(r.entry);
+                tests.set(i, &rec);
+                tests.set_report_id(i, &r.node_id);
+            }
+            None => self.misses += 1,
+        }
+    }
+
+    /// Applies every queued entry.
+    fn drain(&mut self, tests: &mut Tests) {
+        while self.reports.len > 0 {
+            self.apply_oldest(tests);
+        }
+    }
+}
+
 impl RunBuilder {
     /// A builder that keeps test ids (see [`ReadOptions`]).
     pub fn new(junit_prefix: &str) -> Self {
@@ -380,11 +498,10 @@ impl RunBuilder {
         RunBuilder {
             run,
             prefix: junit_prefix.to_string(),
-            cls: String::new(),
-            name: String::new(),
             batch: Batch::default(),
+            reports: ReportBatch::default(),
+            joiner: Joiner::default(),
             worker: None,
-            reports: Ring::new(),
         }
     }
 
@@ -416,6 +533,9 @@ impl RunBuilder {
             self.run.any_name_label = true;
         }
         let classname = nodeid::strip_prefix(c.classname, &self.prefix);
+        if !self.reports.entries.is_empty() {
+            self.send_reports();
+        }
         let b = &mut self.batch;
         if b.cases.is_empty() {
             b.cases.reserve(BATCH);
@@ -443,45 +563,65 @@ impl RunBuilder {
         }
     }
 
-    /// Hands the batch to the table thread, starting it with the table if needed. Where
-    /// no thread can be had, the batch is applied here.
+    /// Hands the batch of elements to the table thread.
     fn send_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);
+        self.send(Work::Cases(batch));
+    }
+
+    /// Hands the batch of size-report entries to the table thread.
+    fn send_reports(&mut self) {
+        let r = std::mem::take(&mut self.reports);
+        self.send(Work::Reports(r));
+    }
+
+    /// Hands work to the table thread, starting it with the table if needed. Where no
+    /// thread can be had, the work is done here.
+    fn send(&mut self, work: Work) {
         if self.worker.is_none() {
             let (ttx, trx) = std::sync::mpsc::sync_channel(1);
             let (tx, rx) = std::sync::mpsc::sync_channel(4);
             let spawned = std::thread::Builder::new()
                 .name("ptc-table".into())
                 .spawn(move || table_thread(trx, rx));
+            let state = (
+                std::mem::take(&mut self.run.tests),
+                std::mem::take(&mut self.joiner),
+            );
             match spawned {
-                Ok(handle) => match ttx.send(std::mem::take(&mut self.run.tests)) {
+                Ok(handle) => match ttx.send(state) {
                     Ok(()) => self.worker = Some(Worker { tx, handle }),
                     Err(back) => {
                         // The thread is already gone: keep the table, work here.
-                        self.run.tests = back.0;
-                        apply_batch(&mut self.run.tests, &batch, &mut Vec::new());
+                        (self.run.tests, self.joiner) = back.0;
+                        self.work_here(work);
                         return;
                     }
                 },
                 Err(_) => {
-                    apply_batch(&mut self.run.tests, &batch, &mut Vec::new());
+                    (self.run.tests, self.joiner) = state;
+                    self.work_here(work);
                     return;
                 }
             }
         }
         if let Some(w) = &self.worker {
-            if w.tx.send(batch).is_err() {
+            if w.tx.send(work).is_err() {
                 // The table thread is gone (it panicked): joining it says why.
                 self.join_worker();
             }
         }
     }
 
+    fn work_here(&mut self, work: Work) {
+        apply_work(&mut self.run.tests, &mut self.joiner, work, &mut Vec::new());
+    }
+
     fn join_worker(&mut self) {
         if let Some(w) = self.worker.take() {
             drop(w.tx);
             match w.handle.join() {
-                Ok(tests) => self.run.tests = tests,
+                Ok((tests, joiner)) => (self.run.tests, self.joiner) = (tests, joiner),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
@@ -493,7 +633,7 @@ impl RunBuilder {
             if self.worker.is_none() {
                 // A small file: no thread for it.
                 let b = std::mem::take(&mut self.batch);
-                apply_batch(&mut self.run.tests, &b, &mut Vec::new());
+                self.work_here(Work::Cases(b));
                 return;
             }
             self.send_batch();
@@ -504,78 +644,46 @@ impl RunBuilder {
     /// Joins one size-report entry onto its JUnit test by pytest's node id → (classname,
     /// name) rule, trying the pytest 9.2 algorithm first and then 9.1's.
     pub fn apply_report(&mut self, e: &SizeEntry<'_>) {
-        self.drain_cases();
         if e.name.is_empty() {
             return;
         }
-        let node_id = strip_label_from_nodeid(e.name);
-        let tests = &mut self.run.tests;
-        nodeid::mangle_9_2_into(node_id, &mut self.cls, &mut self.name);
-        let key = tests.key(&self.cls, &self.name);
-        tests.prefetch(key);
-        // Without a `[` the 9.1 spelling is the 9.2 one.
-        let key_9_1 = if node_id.contains('[') {
-            nodeid::mangle_9_1_into(node_id, &mut self.cls, &mut self.name);
-            let k = tests.key(&self.cls, &self.name);
-            (k != key).then(|| {
-                tests.prefetch(k);
-                k
-            })
-        } else {
-            None
-        };
-        // Halfway through the queue: its index entry is in cache, start on its slot.
-        if let Some(mid) = self.reports.behind_newest(QUEUE / 2 - 1) {
-            self.run.tests.prefetch_slot(mid.key);
+        if !self.batch.cases.is_empty() {
+            self.send_batch();
         }
-        if self.reports.len == QUEUE {
-            self.apply_oldest_report();
+        let r = &mut self.reports;
+        if r.entries.is_empty() {
+            r.entries.reserve(BATCH);
         }
-        let keep = self.run.tests.has_ids();
-        let p = self.reports.next_free();
-        p.key = key;
-        p.key_9_1 = key_9_1;
-        p.entry = ReportEntry {
-            size: e.size,
-            duration: e.duration,
-            timing: e.timing,
-            hermeticity: e.hermeticity,
-        };
-        if keep {
-            p.node_id.clear();
-            p.node_id.push_str(node_id);
-        }
-    }
-
-    fn apply_oldest_report(&mut self) {
-        let Some(r) = self.reports.pop() else {
-            return;
-        };
-        let tests = &mut self.run.tests;
-        let found = tests
-            .find(r.key)
-            .or_else(|| r.key_9_1.and_then(|k| tests.find(k)));
-        match found {
-            Some(i) => {
-                let mut rec = tests.get(i);
-                rec.report = Some(r.entry);
-                tests.set(i, &rec);
-                tests.set_report_id(i, &r.node_id);
-            }
-            None => self.run.report_misses += 1,
-        }
-    }
-
-    fn drain(&mut self) {
-        self.drain_cases();
-        while self.reports.len > 0 {
-            self.apply_oldest_report();
+        r.ids.push_str(e.name);
+        r.entries.push((
+            r.ids.len() as u32,
+            ReportEntry {
+                size: e.size,
+                duration: e.duration,
+                timing: e.timing,
+                hermeticity: e.hermeticity,
+            },
+        ));
+        // Ids of one batch stay far below 4 GiB: a JSON value is at most MAX_JSON_TOKEN.
+        if r.entries.len() >= BATCH || r.ids.len() > 64 << 20 {
+            self.send_reports();
         }
     }
 
     /// The run, with every queued element and report entry applied.
     pub fn finish(mut self) -> Run {
-        self.drain();
+        self.drain_cases();
+        if !self.reports.entries.is_empty() {
+            let r = std::mem::take(&mut self.reports);
+            match self.worker {
+                Some(_) => self.send(Work::Reports(r)),
+                // A small report: no thread for it.
+                None => self.work_here(Work::Reports(r)),
+            }
+        }
+        self.join_worker();
+        self.joiner.drain(&mut self.run.tests);
+        self.run.report_misses += std::mem::take(&mut self.joiner.misses);
         self.run
     }
 
@@ -592,6 +700,7 @@ fn strip_label_from_nodeid(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Size;
     use std::io::Write;
 
     /// Enough elements to go through the table thread in several batches, with reruns and
@@ -653,6 +762,71 @@ mod tests {
             assert_eq!(joined.len(), 1);
             if ids {
                 assert_eq!(joined[0].id(), "m3.py::t3");
+            }
+        }
+    }
+
+    /// A size report large enough to go through the table thread in several batches:
+    /// every entry meets its test (9.2 and 9.1 spellings of parametrized ids), entries
+    /// without a test are counted, and the order of elements and entries is kept.
+    #[test]
+    fn large_reports_join_the_same_through_the_table_thread() {
+        let n = 3 * BATCH + 17;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(f, "<testsuites><testsuite name=\"s\">").unwrap();
+        for i in 0..n {
+            // 9.1 writes `::` inside parameters as `.`; 9.2 keeps them.
+            let name = if i % 3 == 0 {
+                format!("t{i}[a::b]")
+            } else {
+                format!("t{i}")
+            };
+            write!(
+                f,
+                "<testcase classname=\"m{}\" name=\"{name}\" time=\"0.5\"/>",
+                i % 7
+            )
+            .unwrap();
+        }
+        write!(f, "</testsuite></testsuites>").unwrap();
+        for ids in [false, true] {
+            let mut b = RunBuilder::with_options("", ReadOptions { test_ids: ids });
+            b.read_junit(f.path()).unwrap();
+            for i in 0..n + 5 {
+                let name = match i {
+                    _ if i >= n => format!("gone.py::t{i}"),
+                    _ if i % 3 == 0 => format!("m{}.py::t{i}[a::b] [LARGE]", i % 7),
+                    _ => format!("m{}.py::t{i}", i % 7),
+                };
+                b.apply_report(&SizeEntry {
+                    name: &name,
+                    size: Some(if i % 2 == 0 { Size::Large } else { Size::Small }),
+                    duration: Some(i as f64),
+                    timing: i % 5 == 0,
+                    hermeticity: [0; 5],
+                });
+            }
+            let run = b.finish();
+            assert_eq!(run.tests.len(), n);
+            assert_eq!(run.report_misses, 5, "ids {ids}");
+            for (i, t) in run.tests.iter().enumerate() {
+                let r = t
+                    .record()
+                    .report
+                    .unwrap_or_else(|| panic!("test {i} not joined"));
+                assert_eq!(r.duration, Some(i as f64));
+                assert_eq!(r.timing, i % 5 == 0);
+                assert_eq!(
+                    r.size,
+                    Some(if i % 2 == 0 { Size::Large } else { Size::Small })
+                );
+                if ids {
+                    let want = match i % 3 {
+                        0 => format!("m{}.py::t{i}[a::b]", i % 7),
+                        _ => format!("m{}.py::t{i}", i % 7),
+                    };
+                    assert_eq!(t.id(), want);
+                }
             }
         }
     }
