@@ -2,7 +2,7 @@
 //!
 //! The pipeline, one module per stage:
 //! [`read`] (JUnit XML, size report, coverage) → [`model`] (one run) →
-//! [`derive`] (pure: METRICS.md rules) → [`encode`] (text 0.0.4) → [`sink`] (delivery).
+//! [`derive`](mod@derive) (pure: METRICS.md rules) → [`encode`] (text 0.0.4) → [`sink`] (delivery).
 //! `inspect` renders the derived facts for people instead ([`render`]: terminal, JSON).
 //! [`cli`] and [`config`] turn flags into validated settings; [`app`] is the glue.
 

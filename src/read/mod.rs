@@ -191,11 +191,13 @@ pub struct SizeEntry<'a> {
 
 /// Builds a [`Run`]: collapses attempts as elements arrive, then joins size reports.
 ///
-/// JUnit elements are handed, in batches and in order, to a second thread that owns the
-/// test table while a file is read: parsing and the table's hashing and lookups run side
-/// by side. On either thread, lookups go through a short queue: a test's index entry
-/// (and, for the join, its slot) is prefetched when it arrives and used [`QUEUE`] arrivals
-/// later, so the lookups of a large run overlap instead of each waiting for memory.
+/// JUnit elements and size-report entries are handed, in batches and in order, to a
+/// second thread that owns the test table while a file is read: parsing runs on the
+/// reading thread, and the table's work (hashing, collapsing, node-id mangling for the
+/// join, lookups) on the other, side by side. Lookups go through a short queue: a test's
+/// index entry (and, for the join, its slot) is prefetched when it arrives and used
+/// `QUEUE` arrivals later, so the lookups of a large run overlap instead of each waiting
+/// for memory. Small inputs that never fill a batch are applied on the calling thread.
 /// [`finish`](Self::finish) drains everything.
 pub struct RunBuilder {
     run: Run,
