@@ -73,6 +73,20 @@ pub fn read_json(
     Ok(ts)
 }
 
+/// [`read_json`] with the streaming serde_json reader alone: the reference the fast
+/// reader is checked against (differential tests and the `size_report` fuzz target).
+#[doc(hidden)]
+pub fn read_json_streaming(
+    path: &Path,
+    on_entry: &mut dyn FnMut(&SizeEntry<'_>),
+) -> Result<Option<f64>, ReadError> {
+    let mut r = source::open(path)?;
+    let br = BufReader::with_capacity(256 * 1024, TokenGuard::new(&mut r, 0));
+    let ts = parse_json(br, on_entry).map_err(|e| json_error(path, e, 0))?;
+    r.check_unchanged(path)?;
+    Ok(ts)
+}
+
 /// The fast reader of [`read_json`]: `None` means "let the streaming reader do it".
 mod fast {
     use std::borrow::Cow;
