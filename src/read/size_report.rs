@@ -103,7 +103,10 @@ mod fast {
     }
 
     /// Skips whitespace; the next byte, if any.
+    /// More than [`MAX_JSON_TOKEN`] bytes of whitespace is left to the streaming reader,
+    /// whose guard refuses any such run without a `"`: both readers end the same way.
     fn peek(r: &mut PeekReader) -> Option<u8> {
+        let mut skipped = 0u64;
         loop {
             let buf = r.fill_at_least(1).ok()?;
             let first = *buf.first()?;
@@ -112,6 +115,32 @@ mod fast {
             }
             let n = buf.iter().take_while(|b| ws(**b)).count();
             r.consume(n);
+            skipped += n as u64;
+            if skipped > MAX_JSON_TOKEN {
+                return None;
+            }
+        }
+    }
+
+    /// Whether only whitespace is left (and no more of it than [`peek`] skips).
+    fn at_end(r: &mut PeekReader) -> bool {
+        let mut skipped = 0u64;
+        loop {
+            let Ok(buf) = r.fill_at_least(1) else {
+                return false;
+            };
+            if buf.is_empty() {
+                return true;
+            }
+            let n = buf.iter().take_while(|b| ws(**b)).count();
+            if n < buf.len() {
+                return false;
+            }
+            r.consume(n);
+            skipped += n as u64;
+            if skipped > MAX_JSON_TOKEN {
+                return false;
+            }
         }
     }
 
@@ -749,7 +778,7 @@ mod fast {
         }
         r.consume(1);
         // Only whitespace may follow.
-        if peek(r).is_some() || !saw_tests {
+        if !at_end(r) || !saw_tests {
             return None;
         }
         Some(ts)
@@ -1834,5 +1863,22 @@ mod lane_tests {
         assert_eq!(fast::lane_exact(b"2.0427319893262514"), None);
         assert_eq!(fast::lane_duration(b"null"), Some(None));
         assert_eq!(fast::lane_duration(b"0.5"), Some(Some(0.5)));
+    }
+
+    #[test]
+    fn whitespace_over_the_token_limit_ends_both_readers_the_same_way() {
+        let entry = r#"{"name": "t.py::a", "size": "small", "duration": 0.5, "status": "passed", "violations": []}"#;
+        let pad = " ".repeat(MAX_JSON_TOKEN as usize + 10);
+        let mut d = Doc::new();
+        // Between entries, and before the document's end.
+        let (_, ok) = d.check_ok(format!(r#"{{"tests": [{entry},{pad}{entry}]}}"#).as_bytes());
+        assert!(!ok, "more than 4 MiB without a quote is refused");
+        let (_, ok) = d.check_ok(format!(r#"{{"tests": [{entry}]}}{pad}"#).as_bytes());
+        assert!(!ok);
+        // Just under the limit is fine.
+        let pad = " ".repeat(1 << 20);
+        let (taken, ok) = d.check_ok(format!(r#"{{"tests": [{entry},{pad}{entry}]}}"#).as_bytes());
+        assert!(ok);
+        assert!(taken >= 1);
     }
 }
