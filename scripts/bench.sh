@@ -98,21 +98,33 @@ bench_set() { # name dir tests
     [ "$n" -ge 1000000 ] && slow=1
     read -r f frss frc <<<"$(measure "$RUNS" "$FLOOR" junit "$x")"
     row "$name JUnit" "floor (quick-xml loop)" "$xmb" "$n" "$f" "$frss" "$f" "$frc"
-    read -r r rss rc <<<"$(measure "$RUNS" "$BIN" push --dry-run "$x")"
-    row "$name JUnit" "ptc-metrics --dry-run" "$xmb" "$n" "$r" "$rss" "$f" "$rc"
+    local pj pjrss pb pbrss c="" crss=0 py="" pyrss=0
+    read -r pj pjrss rc <<<"$(measure "$RUNS" "$BIN" push --dry-run "$x")"
+    row "$name JUnit" "ptc-metrics --dry-run" "$xmb" "$n" "$pj" "$pjrss" "$f" "$rc"
     if [ "$PY" = 1 ]; then
-        read -r r rss rc <<<"$(measure "$slow" "$VENV/bin/python" bench/codecov.py "$x")"
-        row "$name JUnit" "codecov test-results-parser" "$xmb" "$n" "$r" "$rss" "$f" "$rc"
+        read -r c crss rc <<<"$(measure "$slow" "$VENV/bin/python" bench/codecov.py "$x")"
+        row "$name JUnit" "codecov test-results-parser" "$xmb" "$n" "$c" "$crss" "$f" "$rc"
     fi
     read -r fb fbrss fbrc <<<"$(measure "$RUNS" "$FLOOR" both "$x" "$j")"
     row "$name JUnit+JSON" "floor (quick-xml + serde_json)" "$jmb" "$n" "$fb" "$fbrss" "$fb" "$fbrc"
-    read -r r rss rc <<<"$(measure "$RUNS" "$BIN" push --dry-run "$x" --size-report "$j")"
-    row "$name JUnit+JSON" "ptc-metrics --dry-run" "$jmb" "$n" "$r" "$rss" "$fb" "$rc"
+    read -r pb pbrss rc <<<"$(measure "$RUNS" "$BIN" push --dry-run "$x" --size-report "$j")"
+    row "$name JUnit+JSON" "ptc-metrics --dry-run" "$jmb" "$n" "$pb" "$pbrss" "$fb" "$rc"
     if [ "$PY" = 1 ]; then
-        read -r r rss rc <<<"$(measure "$slow" "$VENV/bin/python" bench/baseline.py "$x" "$j")"
-        row "$name JUnit+JSON" "python junitparser+prometheus_client" "$jmb" "$n" "$r" "$rss" "$fb" "$rc"
+        read -r py pyrss rc <<<"$(measure "$slow" "$VENV/bin/python" bench/baseline.py "$x" "$j")"
+        row "$name JUnit+JSON" "python junitparser+prometheus_client" "$jmb" "$n" "$py" "$pyrss" "$fb" "$rc"
     fi
+    # The issue's targets as ratios of this run: ptc-metrics against each.
+    local rss=$pjrss
+    [ "$pbrss" -gt "$rss" ] && rss=$pbrss
+    SUMMARY+=("$(awk -v name="$name" -v f="$f" -v pj="$pj" -v fb="$fb" -v pb="$pb" \
+        -v py="$py" -v c="$c" -v rss="$rss" -v crss="$crss" 'BEGIN {
+        printf "| %s | %.2fx | %.2fx | %s | %s | %.1f MB%s |", name, pj / f, pb / fb,
+            (py == "" ? "-" : sprintf("%.1fx", py / pb)),
+            (c == "" ? "-" : sprintf("%.1fx", c / pj)),
+            rss / 1024, (crss > 0 ? sprintf(" (%.1f%% of codecov)", 100 * rss / crss) : "")
+    }')")
 }
+SUMMARY=()
 
 for n in $SIZES; do
     d=$DATA/$n
@@ -145,6 +157,15 @@ if [ "$BACKFILL" -gt 0 ]; then
         echo "(ptc-metrics backfill is not built; skipping the backfill figure)" | tee -a "$OUT"
     fi
 fi
+
+{
+    echo
+    echo "Targets (docs/performance.md; at 1M: ≤ 1.5x, ≤ 1.5x, ≥ 30x, ≥ 10x, < 100 MB):"
+    echo
+    echo "| input | ptc ÷ floor, JUnit | ptc ÷ floor, JUnit+JSON | python ÷ ptc (JUnit+JSON) | codecov ÷ ptc (JUnit) | ptc peak RSS |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${SUMMARY[@]}"
+} | tee -a "$OUT"
 
 echo
 echo "written to $OUT"
