@@ -19,6 +19,7 @@ use std::path::Path;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
+use super::bytes;
 use super::source::{self, PeekReader};
 use super::ReadError;
 use crate::model::{AttemptResult, CaseElement, FailureMarks, Resource, Size};
@@ -151,13 +152,7 @@ fn read_with(
                 .map_err(|e| ReadError::from_io(path, &e))?;
             if let Some((len, v)) = lane_empty_case(buf) {
                 suite.elements += 1;
-                on_case(&CaseElement {
-                    classname: &v.classname,
-                    name: &v.name,
-                    file: v.file.as_deref(),
-                    time: v.time,
-                    ..CaseElement::default()
-                });
+                on_case(&v.passed());
                 stream.consume(len);
                 #[cfg(test)]
                 lane_test::HITS.with(|h| h.set(h.get() + 1));
@@ -217,13 +212,7 @@ fn read_with(
                         // are, in the tag, without a copy.
                         let v = case_values(e).map_err(|m| err_at(pos, m))?;
                         suite.elements += 1;
-                        on_case(&CaseElement {
-                            classname: &v.classname,
-                            name: &v.name,
-                            file: v.file.as_deref(),
-                            time: v.time,
-                            ..CaseElement::default()
-                        });
+                        on_case(&v.passed());
                         Frame::Other
                     }
                     (Some(Frame::Suite), b"testcase") => {
@@ -421,19 +410,9 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-/// `b` as text: ASCII without a second look, else checked as UTF-8.
-fn as_str(b: &[u8]) -> Option<&str> {
-    if b.is_ascii() {
-        // SAFETY: every ASCII byte sequence is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(b) })
-    } else {
-        std::str::from_utf8(b).ok()
-    }
-}
-
 /// An attribute's value, unescaped (borrowed unless it holds a `&`).
 fn attr_value<'a>(a: &Attr<'a>) -> Result<Cow<'a, str>, String> {
-    let raw = as_str(a.value).ok_or_else(|| {
+    let raw = bytes::as_text(a.value).ok_or_else(|| {
         format!(
             "bad value of attribute {}: not UTF-8",
             String::from_utf8_lossy(a.key)
@@ -556,30 +535,57 @@ struct CaseValues<'a> {
     name: Cow<'a, str>,
     file: Option<Cow<'a, str>>,
     time: f64,
+    has_name: bool,
+}
+
+impl<'a> CaseValues<'a> {
+    fn new() -> Self {
+        CaseValues {
+            classname: Cow::Borrowed(""),
+            name: Cow::Borrowed(""),
+            file: None,
+            time: 0.0,
+            has_name: false,
+        }
+    }
+
+    /// Takes one attribute; `text` spells a name's value (unescaped, checked).
+    fn take(
+        &mut self,
+        a: &Attr<'a>,
+        text: impl Fn(&Attr<'a>) -> Result<Cow<'a, str>, String>,
+    ) -> Result<(), String> {
+        match a.key {
+            b"classname" => self.classname = text(a)?,
+            b"name" => {
+                self.name = text(a)?;
+                self.has_name = true;
+            }
+            b"file" => self.file = Some(text(a)?),
+            b"time" => self.time = seconds_attr(a, "testcase time")?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The element of a passed test, `<testcase … />`.
+    fn passed(&self) -> CaseElement<'_> {
+        CaseElement {
+            classname: &self.classname,
+            name: &self.name,
+            file: self.file.as_deref(),
+            time: self.time,
+            ..CaseElement::default()
+        }
+    }
 }
 
 fn case_values<'a>(e: &'a BytesStart<'_>) -> Result<CaseValues<'a>, String> {
-    let mut v = CaseValues {
-        classname: Cow::Borrowed(""),
-        name: Cow::Borrowed(""),
-        file: None,
-        time: 0.0,
-    };
-    let mut has_name = false;
+    let mut v = CaseValues::new();
     for a in attrs(e) {
-        let a = a?;
-        match a.key {
-            b"classname" => v.classname = attr_value(&a)?,
-            b"name" => {
-                v.name = attr_value(&a)?;
-                has_name = true;
-            }
-            b"file" => v.file = Some(attr_value(&a)?),
-            b"time" => v.time = seconds_attr(&a, "testcase time")?,
-            _ => {}
-        }
+        v.take(&a?, attr_value)?;
     }
-    if !has_name {
+    if !v.has_name {
         return Err("<testcase> has no name attribute".to_string());
     }
     Ok(v)
@@ -600,20 +606,14 @@ fn case_values<'a>(e: &'a BytesStart<'_>) -> Result<CaseValues<'a>, String> {
 /// namespace prefix, odd spacing, a bad value, a missing `name` — returns `None` with
 /// nothing consumed, and quick-xml reads the tag as before (with its errors and
 /// positions). Returns the bytes the tag takes and its values.
-fn lane_empty_case(b: &[u8]) -> Option<(usize, CaseValues<'_>)> {
+fn lane_empty_case<'a>(b: &'a [u8]) -> Option<(usize, CaseValues<'a>)> {
     fn key_byte(c: u8) -> bool {
         c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':')
     }
     if !b.starts_with(b"<testcase") || !is_ws(*b.get(9)?) {
         return None;
     }
-    let mut v = CaseValues {
-        classname: Cow::Borrowed(""),
-        name: Cow::Borrowed(""),
-        file: None,
-        time: 0.0,
-    };
-    let mut has_name = false;
+    let mut v = CaseValues::new();
     let mut i = 10;
     loop {
         let mut c = *b.get(i)?;
@@ -622,7 +622,7 @@ fn lane_empty_case(b: &[u8]) -> Option<(usize, CaseValues<'_>)> {
             c = *b.get(i)?;
         }
         if c == b'/' {
-            return (*b.get(i + 1)? == b'>' && has_name).then_some((i + 2, v));
+            return (*b.get(i + 1)? == b'>' && v.has_name).then_some((i + 2, v));
         }
         let at = &b[i..];
         // pytest's keys first, then any key.
@@ -647,24 +647,15 @@ fn lane_empty_case(b: &[u8]) -> Option<(usize, CaseValues<'_>)> {
         let (len, amp, ascii) = value_end(b.get(vs..)?, quote)?;
         let value = &b[vs..vs + len];
         i = vs + len + 1;
-        let a = Attr { key, value, amp };
-        let text = || match (amp, ascii) {
+        // A plain ASCII value is its own text: no second look at its bytes.
+        let text = |a: &Attr<'a>| match (a.amp, ascii) {
             // SAFETY: every ASCII byte sequence is valid UTF-8.
-            (false, true) => Some(Cow::Borrowed(unsafe {
-                std::str::from_utf8_unchecked(value)
+            (false, true) => Ok(Cow::Borrowed(unsafe {
+                std::str::from_utf8_unchecked(a.value)
             })),
-            _ => attr_value(&a).ok(),
+            _ => attr_value(a),
         };
-        match key {
-            b"classname" => v.classname = text()?,
-            b"name" => {
-                v.name = text()?;
-                has_name = true;
-            }
-            b"file" => v.file = Some(text()?),
-            b"time" => v.time = seconds_attr(&a, "testcase time").ok()?,
-            _ => {}
-        }
+        v.take(&Attr { key, value, amp }, text).ok()?;
     }
 }
 
@@ -678,37 +669,24 @@ mod lane_test {
 }
 
 /// Where the attribute value at the start of `b` ends (the index of its closing `quote`),
-/// whether a `&` comes before it, and whether it is all ASCII. Eight bytes at a time: a
-/// byte equal to `x` is a zero byte of `word ^ x`, found with the classic "has a zero
-/// byte" bit trick, whose lowest flagged byte is always a true match (only bytes above a
-/// true match can be flagged falsely).
+/// whether a `&` comes before it, and whether it is all ASCII; eight bytes at a time
+/// ([`bytes`]).
 fn value_end(b: &[u8], quote: u8) -> Option<(usize, bool, bool)> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    fn zero_bytes(w: u64) -> u64 {
-        w.wrapping_sub(LO) & !w & HI
-    }
-    let (q, a) = (LO * u64::from(quote), LO * u64::from(b'&'));
     let (mut amp, mut high) = (0u64, 0u64);
     let mut i = 0;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(w);
-        let mq = zero_bytes(w ^ q);
-        let ma = zero_bytes(w ^ a);
+    while let Some(w) = bytes::word(b, i) {
+        let mq = bytes::eq(w, quote);
+        let ma = bytes::eq(w, b'&');
         if mq != 0 {
-            // The bytes before the quote.
-            let below = (mq & mq.wrapping_neg()) - 1;
-            let at = i + (mq.trailing_zeros() / 8) as usize;
+            let before = bytes::before_first(mq);
             return Some((
-                at,
-                (amp | (ma & below)) != 0,
-                (high | (w & HI & below)) == 0,
+                i + bytes::first(mq),
+                (amp | (ma & before)) != 0,
+                (high | (bytes::high(w) & before)) == 0,
             ));
         }
         amp |= ma;
-        high |= w & HI;
+        high |= bytes::high(w);
         i += 8;
     }
     let (mut amp, mut ascii) = (amp != 0, high == 0);

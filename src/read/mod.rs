@@ -5,6 +5,7 @@
 //! the `detailed` report, and Cobertura coverage. Several JUnit files merge into one run.
 //! Collapsing of attempts and the size-report join follow METRICS.md §1–2.
 
+mod bytes;
 pub mod coverage;
 pub mod junit;
 pub mod size_report;
@@ -629,7 +630,7 @@ impl RunBuilder {
         }
     }
 
-    /// Applies every element added so far.
+    /// Applies every element added so far; the table thread, if any, is joined.
     fn drain_cases(&mut self) {
         if !self.batch.cases.is_empty() {
             if self.worker.is_none() {
@@ -674,16 +675,12 @@ impl RunBuilder {
 
     /// The run, with every queued element and report entry applied.
     pub fn finish(mut self) -> Run {
+        // Joins the table thread: what is left is done here.
         self.drain_cases();
         if !self.reports.entries.is_empty() {
             let r = std::mem::take(&mut self.reports);
-            match self.worker {
-                Some(_) => self.send(Work::Reports(r)),
-                // A small report: no thread for it.
-                None => self.work_here(Work::Reports(r)),
-            }
+            self.work_here(Work::Reports(r));
         }
-        self.join_worker();
         self.joiner.drain(&mut self.run.tests);
         self.run.report_misses += std::mem::take(&mut self.joiner.misses);
         self.run

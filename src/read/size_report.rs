@@ -58,19 +58,14 @@ pub fn read_json(
             return Ok(ts);
         }
     }
-    let mut r = source::open(path)?;
     let mut skip = done;
-    let br = BufReader::with_capacity(256 * 1024, TokenGuard::new(&mut r, 0));
-    let ts = parse_json(br, &mut |e| {
+    read_json_streaming(path, &mut |e| {
         if skip > 0 {
             skip -= 1;
         } else {
             on_entry(e)
         }
     })
-    .map_err(|e| json_error(path, e, 0))?;
-    r.check_unchanged(path)?;
-    Ok(ts)
 }
 
 /// [`read_json`] with the streaming serde_json reader alone: the reference the fast
@@ -95,6 +90,7 @@ mod fast {
     use serde::de::{DeserializeSeed, IgnoredAny};
 
     use super::{count_violation, emit, Entry, EntrySeed, SizeEntry, MAX_JSON_TOKEN};
+    use crate::read::bytes;
     use crate::read::junit::parse_timestamp;
     use crate::read::source::PeekReader;
 
@@ -103,45 +99,31 @@ mod fast {
     }
 
     /// Skips whitespace; the next byte, if any.
-    /// More than [`MAX_JSON_TOKEN`] bytes of whitespace is left to the streaming reader,
-    /// whose guard refuses any such run without a `"`: both readers end the same way.
-    fn peek(r: &mut PeekReader) -> Option<u8> {
+    /// Skips whitespace: the next byte, `Ok(None)` at the end. More than
+    /// [`MAX_JSON_TOKEN`] bytes of it is `Err`, left to the streaming reader, whose guard
+    /// refuses any such run without a `"`: both readers end the same way.
+    fn skip_ws(r: &mut PeekReader) -> Result<Option<u8>, ()> {
         let mut skipped = 0u64;
         loop {
-            let buf = r.fill_at_least(1).ok()?;
-            let first = *buf.first()?;
+            let buf = r.fill_at_least(1).map_err(|_| ())?;
+            let Some(&first) = buf.first() else {
+                return Ok(None);
+            };
             if !ws(first) {
-                return Some(first);
+                return Ok(Some(first));
             }
             let n = buf.iter().take_while(|b| ws(**b)).count();
             r.consume(n);
             skipped += n as u64;
             if skipped > MAX_JSON_TOKEN {
-                return None;
+                return Err(());
             }
         }
     }
 
-    /// Whether only whitespace is left (and no more of it than [`peek`] skips).
-    fn at_end(r: &mut PeekReader) -> bool {
-        let mut skipped = 0u64;
-        loop {
-            let Ok(buf) = r.fill_at_least(1) else {
-                return false;
-            };
-            if buf.is_empty() {
-                return true;
-            }
-            let n = buf.iter().take_while(|b| ws(**b)).count();
-            if n < buf.len() {
-                return false;
-            }
-            r.consume(n);
-            skipped += n as u64;
-            if skipped > MAX_JSON_TOKEN {
-                return false;
-            }
-        }
+    /// Skips whitespace; the next byte, if any.
+    fn peek(r: &mut PeekReader) -> Option<u8> {
+        skip_ws(r).ok().flatten()
     }
 
     fn expect(r: &mut PeekReader, c: u8) -> Option<()> {
@@ -291,31 +273,18 @@ mod fast {
         size: &'a str,
     }
 
-    /// Index of the first `"`, `\\` or control byte (< 0x20) in `b`. Eight bytes at a
-    /// time: a word's flags are exact up to its first flagged byte (a borrow only runs
-    /// upwards, from a byte that matched).
+    /// Index of the first `"`, `\\` or control byte (< 0x20) in `b`, eight bytes at a
+    /// time ([`bytes`]).
     fn special(b: &[u8]) -> Option<usize> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-        let mut chunks = b.chunks_exact(8);
         let mut at = 0;
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            let x = u64::from_le_bytes(w);
-            let quote = x ^ (ONES * u64::from(b'"'));
-            let backslash = x ^ (ONES * u64::from(b'\\'));
-            let m = (quote.wrapping_sub(ONES) & !quote)
-                | (backslash.wrapping_sub(ONES) & !backslash)
-                | (x.wrapping_sub(ONES * 0x20) & !x);
-            let m = m & HIGH;
+        while let Some(w) = bytes::word(b, at) {
+            let m = bytes::eq(w, b'"') | bytes::eq(w, b'\\') | bytes::below(w, 0x20);
             if m != 0 {
-                return Some(at + (m.trailing_zeros() / 8) as usize);
+                return Some(at + bytes::first(m));
             }
             at += 8;
         }
-        let k = chunks
-            .remainder()
+        let k = b[at..]
             .iter()
             .position(|c| matches!(c, b'"' | b'\\' | 0..=0x1f))?;
         Some(at + k)
@@ -337,16 +306,6 @@ mod fast {
         let lo = (v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
         let hi = ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
         Some((lo.wrapping_add(hi) >> 32) & 0xFFFF_FFFF)
-    }
-
-    /// `b` as text: ASCII without a second look, else checked as UTF-8.
-    fn as_str(b: &[u8]) -> Option<&str> {
-        if b.is_ascii() {
-            // SAFETY: every ASCII byte sequence is valid UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(b) })
-        } else {
-            std::str::from_utf8(b).ok()
-        }
     }
 
     // The known keys of an entry, as bits.
@@ -413,10 +372,8 @@ mod fast {
                 }
                 self.i += 1;
                 if c == b'\n' {
-                    while let Some(w) = self.b.get(self.i..self.i + 8) {
-                        let mut a = [0u8; 8];
-                        a.copy_from_slice(w);
-                        let x = u64::from_le_bytes(a) ^ 0x2020_2020_2020_2020;
+                    while let Some(w) = bytes::word(self.b, self.i) {
+                        let x = w ^ 0x2020_2020_2020_2020;
                         if x != 0 {
                             self.i += (x.trailing_zeros() / 8) as usize;
                             break;
@@ -444,7 +401,7 @@ mod fast {
         fn string(&mut self) -> Result<std::ops::Range<usize>, Stop> {
             let r = self.raw_string()?;
             match self.b.get(r.clone()) {
-                Some(s) if s.is_ascii() || std::str::from_utf8(s).is_ok() => Ok(r),
+                Some(s) if bytes::as_text(s).is_some() => Ok(r),
                 _ => Err(Stop::No),
             }
         }
@@ -468,7 +425,7 @@ mod fast {
         /// [`string`](Self::string) as text.
         fn text(&mut self) -> Result<&'a str, Stop> {
             let r = self.raw_string()?;
-            self.b.get(r).and_then(as_str).ok_or(Stop::No)
+            self.b.get(r).and_then(bytes::as_text).ok_or(Stop::No)
         }
 
         /// `true`, `false` or `null`, spelled `lit`.
@@ -486,10 +443,7 @@ mod fast {
 
         /// Digits, appended to `n`: eight at a time while eight follow, then one by one.
         fn digits(&mut self, n: &mut Digits) -> Result<(), Stop> {
-            while let Some(w) = self.b.get(self.i..self.i + 8) {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(w);
-                let x = u64::from_le_bytes(a);
+            while let Some(x) = bytes::word(self.b, self.i) {
                 let Some(v) = eight_digits(x) else {
                     break;
                 };
@@ -574,7 +528,7 @@ mod fast {
             }
             let d = match n.exact() {
                 Some(d) => d,
-                None => as_str(n.text)
+                None => bytes::as_text(n.text)
                     .and_then(|s| s.parse().ok())
                     .ok_or(Stop::No)?,
             };
@@ -778,7 +732,7 @@ mod fast {
         }
         r.consume(1);
         // Only whitespace may follow.
-        if !at_end(r) || !saw_tests {
+        if skip_ws(r) != Ok(None) || !saw_tests {
             return None;
         }
         Some(ts)
@@ -1494,16 +1448,9 @@ mod lane_tests {
     /// The streaming serde_json reader alone, as `read_json` runs it.
     fn via_serde(path: &Path) -> Outcome {
         let mut got = Vec::new();
-        let end = (|| {
-            let mut r = source::open(path)?;
-            let br = BufReader::with_capacity(256 * 1024, TokenGuard::new(&mut r, 0));
-            let ts =
-                parse_json(br, &mut |e| got.push(own(e))).map_err(|e| json_error(path, e, 0))?;
-            r.check_unchanged(path)?;
-            Ok::<_, ReadError>(ts)
-        })()
-        .map(|t| t.map(f64::to_bits))
-        .map_err(|e| e.to_string());
+        let end = read_json_streaming(path, &mut |e| got.push(own(e)))
+            .map(|t| t.map(f64::to_bits))
+            .map_err(|e| e.to_string());
         (got, end)
     }
 
