@@ -244,6 +244,41 @@ fn commit(store: &StateFile, state: &State) -> Result<()> {
     }
 }
 
+/// Before a send: with a state file, the batch is kept there as pending (its exact bytes
+/// and what it adds), so that a backfill killed before the answer sends it again and
+/// never counts it twice.
+fn hold_pending(
+    state: &mut State,
+    store: Option<&StateFile>,
+    target: &str,
+    request: Request,
+    body: &[u8],
+    delta: &Delta,
+    samples: u64,
+) -> Result<()> {
+    if let Some(s) = store {
+        state.pending = Some(Pending {
+            target: target.to_string(),
+            request,
+            body: base64::engine::general_purpose::STANDARD.encode(body),
+            delta: delta.clone(),
+            samples,
+        });
+        commit(s, state)?;
+    }
+    Ok(())
+}
+
+/// After the destination acknowledged a batch: its runs and totals count as delivered.
+fn acknowledge(state: &mut State, store: Option<&StateFile>, delta: &Delta) -> Result<()> {
+    state.apply(delta);
+    state.pending = None;
+    if let Some(s) = store {
+        commit(s, state)?;
+    }
+    Ok(())
+}
+
 /// Sends the batch an interrupted backfill left in the state, then applies it.
 fn resend_pending(
     p: &Pending,
@@ -288,11 +323,7 @@ fn resend_pending(
         }
         _ => return Err(mismatch()),
     }
-    state.apply(&p.delta);
-    state.pending = None;
-    if let Some(s) = store {
-        commit(s, state)?;
-    }
+    acknowledge(state, store, &p.delta)?;
     log.line(&format!(
         "backfill: sent the batch an interrupted backfill left unacknowledged ({} run(s), {} samples)",
         p.delta.runs.len(),
@@ -404,16 +435,15 @@ fn deliver_remote_write(
             let delta = delta_of(done.iter().copied());
             if !batch.is_empty() {
                 let body = batch.body()?;
-                if let Some(s) = store {
-                    state.pending = Some(Pending {
-                        target: target.to_string(),
-                        request: Request::RemoteWrite,
-                        body: base64::engine::general_purpose::STANDARD.encode(&body),
-                        delta: delta.clone(),
-                        samples,
-                    });
-                    commit(s, state)?;
-                }
+                hold_pending(
+                    state,
+                    store,
+                    target,
+                    Request::RemoteWrite,
+                    &body,
+                    &delta,
+                    samples,
+                )?;
                 remote_write::send(&client, &rw.url, &body).with_context(|| {
                     let (first, last) = (done.first(), done.last());
                     format!(
@@ -430,11 +460,7 @@ fn deliver_remote_write(
                     )
                 })?;
             }
-            state.apply(&delta);
-            state.pending = None;
-            if let Some(s) = store {
-                commit(s, state)?;
-            }
+            acknowledge(state, store, &delta)?;
             log.advance(done.len() as u64, samples);
             total += samples;
             *batch = Batch::new();
@@ -564,24 +590,19 @@ fn deliver_gateway(
             grouping: g.grouping.clone(),
             put,
         };
-        if let Some(s) = store {
-            state.pending = Some(Pending {
-                target: target.to_string(),
-                request,
-                body: base64::engine::general_purpose::STANDARD.encode(body.as_bytes()),
-                delta: delta.clone(),
-                samples,
-            });
-            commit(s, state)?;
-        }
+        hold_pending(
+            state,
+            store,
+            target,
+            request,
+            body.as_bytes(),
+            &delta,
+            samples,
+        )?;
         let gw = gateway_config(url, &g.job, &g.grouping, put);
         pushgateway::push(&client, &gw, &body)
             .with_context(|| format!("pushing group {key} ({} run(s))", runs.len()))?;
-        state.apply(&delta);
-        state.pending = None;
-        if let Some(s) = store {
-            commit(s, state)?;
-        }
+        acknowledge(state, store, &delta)?;
         log.advance(runs.len() as u64, samples);
         total += samples;
     }
