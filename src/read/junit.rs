@@ -882,39 +882,46 @@ fn stream_text(
 ) -> std::io::Result<()> {
     let mut stream = reader.stream();
     loop {
-        let buf = stream.fill_buf()?;
-        if buf.is_empty() {
+        if !pass_until(&mut stream, b'<', scan.as_deref_mut())? {
             return Ok(());
         }
-        match memchr::memchr(b'<', buf) {
-            None => {
-                let n = buf.len();
-                if let Some(s) = scan.as_deref_mut() {
-                    s.feed(buf);
-                }
-                stream.consume(n);
-            }
-            Some(i) => {
-                // Most markup is a tag: no need to look further ahead for `<!`.
-                let tag = buf.get(i + 1).is_some_and(|&b| b != b'!');
-                if let Some(s) = scan.as_deref_mut() {
-                    s.feed(&buf[..i]);
-                }
-                stream.consume(i);
-                if tag {
-                    return Ok(());
-                }
-                let head = stream.get_mut().fill_at_least(9)?;
-                if head.starts_with(b"<![CDATA[") {
-                    stream.consume(9);
-                    skip_until(&mut stream, b"]]>", scan.as_deref_mut())?;
-                } else if head.starts_with(b"<!--") {
-                    stream.consume(4);
-                    skip_until(&mut stream, b"-->", None)?;
-                } else {
-                    return Ok(());
-                }
-            }
+        // Most markup is a tag: no need to look further ahead for `<!`.
+        if stream.fill_buf()?.get(1).is_some_and(|&b| b != b'!') {
+            return Ok(());
+        }
+        let head = stream.get_mut().fill_at_least(9)?;
+        if head.starts_with(b"<![CDATA[") {
+            stream.consume(9);
+            skip_until(&mut stream, b"]]>", scan.as_deref_mut())?;
+        } else if head.starts_with(b"<!--") {
+            stream.consume(4);
+            skip_until(&mut stream, b"-->", None)?;
+        } else {
+            return Ok(());
+        }
+    }
+}
+
+/// Streams the bytes before the next `stop` past the parser, feeding them to `scan`;
+/// `false` when the input ends first.
+fn pass_until(
+    stream: &mut quick_xml::reader::BinaryStream<'_, PeekReader>,
+    stop: u8,
+    mut scan: Option<&mut LineScanner>,
+) -> std::io::Result<bool> {
+    loop {
+        let buf = stream.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        let n = memchr::memchr(stop, buf).unwrap_or(buf.len());
+        if let Some(s) = scan.as_deref_mut() {
+            s.feed(&buf[..n]);
+        }
+        let found = n < buf.len();
+        stream.consume(n);
+        if found {
+            return Ok(true);
         }
     }
 }
@@ -926,39 +933,23 @@ fn skip_until(
     mut scan: Option<&mut LineScanner>,
 ) -> std::io::Result<()> {
     loop {
-        let buf = stream.fill_buf()?;
-        if buf.is_empty() {
+        if !pass_until(stream, end[0], scan.as_deref_mut())? {
             return Ok(());
         }
-        match memchr::memchr(end[0], buf) {
-            None => {
-                let n = buf.len();
-                if let Some(s) = scan.as_deref_mut() {
-                    s.feed(buf);
-                }
-                stream.consume(n);
-            }
-            Some(i) => {
-                if let Some(s) = scan.as_deref_mut() {
-                    s.feed(&buf[..i]);
-                }
-                stream.consume(i);
-                let head = stream.get_mut().fill_at_least(3)?;
-                if head.starts_with(end) {
-                    stream.consume(3);
-                    return Ok(());
-                }
-                if head.len() < 3 {
-                    let n = head.len();
-                    stream.consume(n);
-                    return Ok(());
-                }
-                if let Some(s) = scan.as_deref_mut() {
-                    s.feed(&[end[0]]);
-                }
-                stream.consume(1);
-            }
+        let head = stream.get_mut().fill_at_least(3)?;
+        if head.starts_with(end) {
+            stream.consume(3);
+            return Ok(());
         }
+        if head.len() < 3 {
+            let n = head.len();
+            stream.consume(n);
+            return Ok(());
+        }
+        if let Some(s) = scan.as_deref_mut() {
+            s.feed(&[end[0]]);
+        }
+        stream.consume(1);
     }
 }
 
