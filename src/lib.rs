@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backfill;
 pub mod ci_env;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod derive;

@@ -633,20 +633,12 @@ fn share(f: &TestFacts) -> String {
     }
 }
 
-/// `2026-11-26 14:26:54 UTC` from Unix seconds (proleptic Gregorian, Hinnant's civil-from-days).
+/// `2026-11-26 14:26:54 UTC` from Unix seconds.
 pub fn utc(t: f64) -> String {
     let secs = t.floor() as i64;
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::civil::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         sod / 3600,
