@@ -5,19 +5,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 
-use support::{cli, promtool_check_metrics};
-
-fn fixture(version: &str, name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("pytest-{version}"))
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use support::{cli, coverage_py, fixture, promtool_check_metrics};
 
 fn dry_run(version: &str, coverage: &str, extra: &[&str]) -> Output {
     cli()
@@ -32,28 +22,6 @@ fn dry_run(version: &str, coverage: &str, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
-}
-
-/// `(file, stmts, miss)` rows and the TOTAL row of coverage.py's report.
-type Report = (Vec<(String, u64, u64)>, (u64, u64));
-
-fn coverage_py(version: &str) -> Report {
-    let text = std::fs::read_to_string(fixture(version, "coverage-report.txt")).unwrap();
-    let mut files = Vec::new();
-    let mut total = None;
-    for line in text.lines() {
-        let c: Vec<&str> = line.split_whitespace().collect();
-        if c.len() < 6 || c[1].parse::<u64>().is_err() {
-            continue;
-        }
-        let (stmts, miss) = (c[1].parse().unwrap(), c[2].parse().unwrap());
-        if c[0] == "TOTAL" {
-            total = Some((stmts, miss));
-        } else {
-            files.push((c[0].to_string(), stmts, miss));
-        }
-    }
-    (files, total.unwrap())
 }
 
 fn series(text: &str, name: &str) -> Vec<(String, f64)> {

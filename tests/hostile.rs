@@ -159,6 +159,16 @@ fn dry(p: &Path) -> Ran {
     run(&["push", p.to_str().unwrap(), "--dry-run"])
 }
 
+fn dry_with_report(junit: &Path, report: &Path) -> Ran {
+    run(&[
+        "push",
+        junit.to_str().unwrap(),
+        "--size-report",
+        report.to_str().unwrap(),
+        "--dry-run",
+    ])
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -344,25 +354,13 @@ fn deep_nesting() {
     json.push(b'}');
     let p = write(&d, "deep.json", &json);
     let junit = fixture("junit-xunit2.xml");
-    let r = run(&[
-        "push",
-        junit.to_str().unwrap(),
-        "--size-report",
-        p.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let r = dry_with_report(&junit, &p);
     refused(&r, &p, ":1:200013: not a pytest-test-categories size report: no \"tests\" list (write it with --test-size-report=json)");
     // Nested where a test's field is expected.
     let mut json = b"{\"tests\": [{\"name\": \"a\", \"size\": \"small\", \"x\": ".to_vec();
     json.extend(std::iter::repeat_n(b'{', 100_000));
     let p = write(&d, "deep-entry.json", &json);
-    let r = run(&[
-        "push",
-        junit.to_str().unwrap(),
-        "--size-report",
-        p.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let r = dry_with_report(&junit, &p);
     refused(&r, &p, ":1:…");
 }
 
@@ -386,13 +384,7 @@ fn ten_megabyte_attribute_values_and_names() {
     json.extend_from_slice(&big);
     json.extend_from_slice(b"\", \"size\": \"small\", \"duration\": 1.0}]}");
     let p = write(&d, "name.json", &json);
-    let r = run(&[
-        "push",
-        fixture("junit-xunit2.xml").to_str().unwrap(),
-        "--size-report",
-        p.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let r = dry_with_report(&fixture("junit-xunit2.xml"), &p);
     refused(&r, &p, ":1:…");
     assert!(r.stderr.ends_with(": a single JSON value longer than 4 MiB without a quote; a size report never has one\n"), "{}", r.stderr);
 }
@@ -409,13 +401,7 @@ fn json_wrong_types_and_huge_numbers() {
     ];
     for (name, body, tail) in cases {
         let p = write(&d, name, body);
-        let r = run(&[
-            "push",
-            junit.to_str().unwrap(),
-            "--size-report",
-            p.to_str().unwrap(),
-            "--dry-run",
-        ]);
+        let r = dry_with_report(&junit, &p);
         refused(&r, &p, tail);
     }
     // Ten million digits: one token over the limit, not buffered.
@@ -423,13 +409,7 @@ fn json_wrong_types_and_huge_numbers() {
     json.extend(std::iter::repeat_n(b'7', 10_000_000));
     json.extend_from_slice(b"}");
     let p = write(&d, "digits.json", &json);
-    let r = run(&[
-        "push",
-        junit.to_str().unwrap(),
-        "--size-report",
-        p.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let r = dry_with_report(&junit, &p);
     refused(&r, &p, ":1:…");
 }
 

@@ -18,16 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use support::cli;
-
-fn fixture(version: &str, name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("pytest-{version}"))
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use support::{cli, coverage_py, fixture};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = cli();
@@ -530,28 +521,6 @@ fn json_without_a_size_source_warns() {
     assert_eq!(d["timing_violations"]["tests"], serde_json::json!([]));
     assert_eq!(d["timing_violations"]["truncated"], true);
     assert_eq!(d["slowest"]["unknown"]["total"], 87);
-}
-
-/// coverage.py's own table: `(file, stmts, miss)` rows and the TOTAL row.
-type Report = (Vec<(String, u64, u64)>, (u64, u64));
-
-fn coverage_py(version: &str) -> Report {
-    let text = std::fs::read_to_string(fixture(version, "coverage-report.txt")).unwrap();
-    let mut files = Vec::new();
-    let mut total = None;
-    for line in text.lines() {
-        let c: Vec<&str> = line.split_whitespace().collect();
-        if c.len() < 6 || c[1].parse::<u64>().is_err() {
-            continue;
-        }
-        let (stmts, miss) = (c[1].parse().unwrap(), c[2].parse().unwrap());
-        if c[0] == "TOTAL" {
-            total = Some((stmts, miss));
-        } else {
-            files.push((c[0].to_string(), stmts, miss));
-        }
-    }
-    (files, total.unwrap())
 }
 
 #[test]

@@ -17,16 +17,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::{cli, promtool_check_metrics};
-
-fn fixture(version: &str, name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("pytest-{version}"))
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use support::{cli, fixture, promtool_check_metrics};
 
 /// The primary run of pytest 9.2 with its size report.
 fn primary() -> Vec<String> {

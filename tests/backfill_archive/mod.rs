@@ -390,18 +390,24 @@ pub fn expected(runs: &[GenRun], invocations: &[Vec<usize>]) -> Expected {
     exp
 }
 
+/// A result's `metric` object: the name and the other labels (`le` normalized).
+fn series_name_and_labels(metric: &Value) -> (String, BTreeMap<String, String>) {
+    let mut labels: BTreeMap<String, String> = metric
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let name = labels.remove("__name__").unwrap_or_default();
+    norm_le(&mut labels);
+    (name, labels)
+}
+
 /// Parses a Prometheus `matrix` result (or VictoriaMetrics export lines) into series.
 pub fn from_matrix(data: &Value) -> Expected {
     let mut out: Expected = BTreeMap::new();
     for s in data["result"].as_array().expect("matrix result") {
-        let mut labels: BTreeMap<String, String> = s["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let name = labels.remove("__name__").unwrap_or_default();
-        norm_le(&mut labels);
+        let (name, labels) = series_name_and_labels(&s["metric"]);
         let pts = s["values"]
             .as_array()
             .unwrap()
@@ -420,14 +426,7 @@ pub fn from_matrix(data: &Value) -> Expected {
 pub fn from_vm_export(lines: &[Value]) -> Expected {
     let mut out: Expected = BTreeMap::new();
     for s in lines {
-        let mut labels: BTreeMap<String, String> = s["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        let name = labels.remove("__name__").unwrap_or_default();
-        norm_le(&mut labels);
+        let (name, labels) = series_name_and_labels(&s["metric"]);
         let ts = s["timestamps"].as_array().unwrap();
         let vs = s["values"].as_array().unwrap();
         let mut pts: Vec<(i64, f64)> = ts

@@ -101,6 +101,39 @@ pub fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ptc-metrics"))
 }
 
+/// A committed fixture of one pytest version: `fixtures/pytest-<version>/<name>`.
+pub fn fixture(version: &str, name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("pytest-{version}"))
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// coverage.py's own table: `(file, stmts, miss)` rows and the TOTAL row.
+pub type CoverageReport = (Vec<(String, u64, u64)>, (u64, u64));
+
+/// Reads coverage.py's report (`coverage-report.txt`) of a pytest version's fixtures.
+pub fn coverage_py(version: &str) -> CoverageReport {
+    let text = std::fs::read_to_string(fixture(version, "coverage-report.txt")).unwrap();
+    let mut files = Vec::new();
+    let mut total = None;
+    for line in text.lines() {
+        let c: Vec<&str> = line.split_whitespace().collect();
+        if c.len() < 6 || c[1].parse::<u64>().is_err() {
+            continue;
+        }
+        let (stmts, miss) = (c[1].parse().unwrap(), c[2].parse().unwrap());
+        if c[0] == "TOTAL" {
+            total = Some((stmts, miss));
+        } else {
+            files.push((c[0].to_string(), stmts, miss));
+        }
+    }
+    (files, total.unwrap())
+}
+
 /// Shared blocking HTTP client (no proxy, 10 s timeout).
 pub fn http() -> &'static reqwest::blocking::Client {
     static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
