@@ -63,7 +63,7 @@ pub fn archive_run(
         return Ok(dest);
     }
     fs::create_dir_all(&cfg.dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
-    let tmp = cfg.dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = crate::sink::atomic::temp_path(&dest);
     let result = (|| -> Result<(), String> {
         fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let mut taken: Vec<String> = vec![runmeta::FILE_NAME.to_string()];

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The step that failed, so each caller can word its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,17 @@ pub fn parent_dir(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// The temporary name used while writing `path`: `.NAME.PID.tmp` beside it. Hidden, unique
+/// per process, and without the target's extension, so collectors (`*.prom`) and backfill
+/// discovery skip it.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    parent_dir(path).join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Replaces `path` with what `fill` writes, through the temporary file `temp` (which must be

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
-use super::atomic::{self, parent_dir, Step};
+use super::atomic::{self, parent_dir, temp_path, Step};
 use crate::encode::openmetrics::Builder;
 
 /// A file that could not be written. Names the file, the step and the cause.
@@ -33,15 +33,6 @@ fn hint(kind: io::ErrorKind, path: &Path) -> String {
         ),
         _ => String::new(),
     }
-}
-
-/// The temporary file used while writing `path`: hidden, beside it, unique per process.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 /// Writes `path` through `fill` atomically (see [`crate::sink::atomic`]).

@@ -23,7 +23,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::atomic::{self, parent_dir, Step};
+use super::atomic::{self, parent_dir, temp_path, Step};
 use crate::derive::metrics::Labels;
 use crate::derive::totals::{HistTotal, Totals};
 
@@ -474,15 +474,6 @@ fn mode_for(target: &Path) -> u32 {
 #[cfg(not(unix))]
 fn mode_for(_: &Path) -> u32 {
     0o644
-}
-
-/// `.NAME.PID.tmp` next to the target: hidden, and not `*.prom`, so the collector skips it.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ptc-metrics.prom".into());
-    parent_dir(path).join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 fn io_message(e: &io::Error) -> String {
