@@ -126,6 +126,38 @@ pub struct DeleteConfig {
     pub soft_fail: bool,
 }
 
+/// Validated `prune`.
+#[derive(Debug, Clone)]
+pub struct PruneConfig {
+    pub gateway: PushgatewayConfig,
+    pub http: HttpConfig,
+    pub older_than: std::time::Duration,
+    /// Branches never pruned (`*` wildcards).
+    pub keep: Vec<glob::Pattern>,
+    pub dry_run: bool,
+    pub soft_fail: bool,
+}
+
+/// Parses an age for `prune --older-than`: `90m`, `12h`, `30d`, `2w`.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        Some((i, 'd')) => (&t[..i], 86_400.0),
+        Some((i, 'w')) => (&t[..i], 7.0 * 86_400.0),
+        _ => ("", 0.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * mult <= 100.0 * 365.0 * 86_400.0 => {
+            Ok(std::time::Duration::from_secs_f64(v * mult))
+        }
+        _ => Err(format!(
+            "{s:?} is not an age; write e.g. 30d, 12h, 2w or 90m"
+        )),
+    }
+}
+
 /// Parses `10s`, `1.5s`, `500ms`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();

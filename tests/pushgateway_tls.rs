@@ -181,7 +181,7 @@ fn untrusted_certificate_and_wrong_password_fail_clearly() {
     assert_eq!(o.status.code(), Some(3));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        e.contains(&format!("error: GET {url}/api/v1/metrics: ")),
+        e.contains(&format!("error: GET {url}/metrics: ")),
         "{e}"
     );
     assert!(e.contains("certificate"), "{e}");
@@ -208,7 +208,7 @@ fn untrusted_certificate_and_wrong_password_fail_clearly() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         e.contains(&format!(
-            "error: GET {url}/api/v1/metrics: the server answered 401 Unauthorized"
+            "error: GET {url}/metrics: the server answered 401 Unauthorized"
         )),
         "{e}"
     );

@@ -460,7 +460,7 @@ fn a_failing_gateway_does_not_stop_the_textfile() {
     let e = stderr(&o);
     assert!(
         e.starts_with(&format!(
-            "wrote 90 tests (14 families) to {ps}\nerror: GET {dead}/api/v1/metrics: "
+            "wrote 90 tests (14 families) to {ps}\nerror: GET {dead}/metrics: "
         )),
         "{e}"
     );

@@ -547,7 +547,7 @@ fn gateway_seeds(
             None => client.insert(HttpClient::new(http.clone())?),
         };
         let gw = gateway_config(url, &r.group.job, &r.group.grouping, true);
-        if let Some(t) = pushgateway::read_totals(c, &gw)? {
+        if let Some(t) = crate::sink::gateway_view::read_group(c, &gw)?.totals {
             seeds.insert(r.key.clone(), t);
         }
     }

@@ -3,10 +3,12 @@
 
 mod backfill;
 mod inspect;
+mod prune;
 mod push;
 
 pub use backfill::{backfill, SkippedRuns};
 pub use inspect::inspect;
+pub use prune::prune;
 pub use push::{delete, push};
 
 use std::io::Write;
@@ -87,6 +89,10 @@ pub fn main() -> i32 {
                 .map_err(anyhow::Error::from)
                 .and_then(|c| inspect(&c, &mut out, &mut err))
         }
+        crate::cli::Command::Prune(a) => a
+            .into_config()
+            .map_err(anyhow::Error::from)
+            .and_then(|c| prune(&c, &mut out, &mut err)),
         crate::cli::Command::Backfill(a) => a
             .into_config()
             .map_err(anyhow::Error::from)
@@ -96,6 +102,16 @@ pub fn main() -> i32 {
         Ok(()) => Exit::Ok as i32,
         Err(e) => {
             let _ = writeln!(err, "error: {e:#}");
+            let unavailable = e.chain().any(|c| {
+                c.downcast_ref::<DeliveryError>()
+                    .is_some_and(DeliveryError::is_unavailable)
+            });
+            if unavailable {
+                let _ = writeln!(
+                    err,
+                    "hint: add --soft-fail to keep the job green when the metrics cannot be delivered"
+                );
+            }
             exit_for(&e) as i32
         }
     }

@@ -14,7 +14,7 @@ use crate::derive::Summary;
 use crate::encode::text;
 use crate::read::{read_run_with, ReadOptions};
 use crate::sink::http::HttpClient;
-use crate::sink::pushgateway;
+use crate::sink::{exact_push, pushgateway};
 use crate::sink::textfile::{self, TextfileConfig};
 
 /// `ptc-metrics push`.
@@ -118,7 +118,8 @@ fn add_previous(summary: &Summary, prev: &Totals, stderr: &mut dyn Write) -> Res
     Ok(totals)
 }
 
-/// Pushes to the gateway, adding the group's totals first. Returns the number of families.
+/// Pushes to the gateway: with `accumulate`, by the exact protocol of
+/// [`crate::sink::exact_push`]; without, this run's values alone. Returns the number of families.
 fn to_gateway(
     gw: &PushgatewaySink,
     summary: &Summary,
@@ -127,16 +128,36 @@ fn to_gateway(
     stderr: &mut dyn Write,
 ) -> Result<usize> {
     let client = HttpClient::new(gw.http.clone())?;
-    let mut totals = Totals::of_run(summary);
-    if accumulate {
-        if let Some(prev) = pushgateway::read_totals(&client, &gw.gateway)? {
-            totals = add_previous(summary, &prev, stderr)?;
-        }
+    let delta = Totals::of_run(summary);
+    let count = metrics::families(summary, &delta, labels).len();
+    if !accumulate {
+        let fams = metrics::families(summary, &delta, labels);
+        let body = text::encode(&fams).context("encoding the exposition")?;
+        pushgateway::push(&client, &gw.gateway, &body)?;
+        return Ok(count);
     }
-    let fams = metrics::families(summary, &totals, labels);
-    let body = text::encode(&fams).context("encoding the exposition")?;
-    pushgateway::push(&client, &gw.gateway, &body)?;
-    Ok(fams.len())
+    let body = |totals: &Totals| -> Result<String, String> {
+        text::encode(&metrics::families(summary, totals, labels))
+            .map_err(|e| format!("cannot encode the exposition: {e}"))
+    };
+    let out = exact_push::push_exact(&client, &gw.gateway, &delta, &body)?;
+    for w in &out.warnings {
+        let _ = writeln!(stderr, "warning: {w}");
+    }
+    if out.writes > 1 || out.applied_for_others > 0 {
+        let _ = writeln!(
+            stderr,
+            "note: other pushes to the group at the same time: written {} times{} so that every \
+             run is counted once",
+            out.writes,
+            if out.applied_for_others > 0 {
+                format!(", {} of their runs added", out.applied_for_others)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(count)
 }
 
 /// Writes the textfile, adding the previous file's totals first. Returns the number of families.
@@ -148,6 +169,12 @@ fn to_textfile(
     stderr: &mut dyn Write,
 ) -> Result<usize> {
     let mut totals = Totals::of_run(summary);
+    // Held until the new file is in place: read, add and replace as one step.
+    let _lock = if accumulate {
+        Some(textfile::lock(tf)?)
+    } else {
+        None
+    };
     if accumulate {
         let prev = textfile::read_previous(tf, labels)?;
         for w in &prev.warnings {
@@ -163,15 +190,33 @@ fn to_textfile(
     Ok(fams.len())
 }
 
-/// `ptc-metrics delete`.
+/// `ptc-metrics delete`: the group and its pending pushes; says so when it was not there.
 pub fn delete(cfg: &DeleteConfig, stderr: &mut dyn Write) -> Result<()> {
-    let r = HttpClient::new(cfg.http.clone()).and_then(|c| pushgateway::delete(&c, &cfg.gateway));
+    let shown = crate::sink::http::redact(&cfg.gateway.group_url());
+    let r = HttpClient::new(cfg.http.clone()).and_then(|c| {
+        let view = crate::sink::gateway_view::read_group(&c, &cfg.gateway)?;
+        let there = view.exists || view.totals.is_some();
+        if there {
+            pushgateway::delete(&c, &cfg.gateway)?;
+        }
+        for id in view.pending.keys() {
+            pushgateway::delete(&c, &cfg.gateway.pending(*id))?;
+        }
+        Ok((there, view.pending.len()))
+    });
     match r {
-        Ok(()) => {
+        Ok((true, pending)) => {
+            let also = match pending {
+                0 => String::new(),
+                n => format!(" and its {n} pending push(es)"),
+            };
+            let _ = writeln!(stderr, "deleted group {shown}{also}");
+            Ok(())
+        }
+        Ok((false, _)) => {
             let _ = writeln!(
                 stderr,
-                "deleted group {}",
-                crate::sink::http::redact(&cfg.gateway.group_url())
+                "group {shown} was not there; nothing deleted (check --job, --project, --branch and --label)"
             );
             Ok(())
         }

@@ -5,10 +5,12 @@
 
 mod backfill;
 mod inspect;
+mod prune;
 mod push;
 
 pub use backfill::{BackfillArgs, ProgressArg};
 pub use inspect::{ColorArg, FormatArg, InspectArgs};
+pub use prune::PruneArgs;
 pub use push::{DeleteArgs, MethodArg, PushArgs};
 
 use std::path::PathBuf;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Show a run in the terminal (or as JSON): sizes against the plugin's targets, outcomes,
     /// violations, slow, flaky and near-limit tests, hermeticity, coverage. No server needed.
     Inspect(InspectArgs),
+    /// Delete the groups of a job whose last push is older than --older-than (branch groups
+    /// never expire on a Pushgateway), keeping the branches of --keep.
+    Prune(PruneArgs),
     /// Turn archived runs (directories, globs) into history with each run's own timestamp,
     /// exactly once: Prometheus remote write, an OpenMetrics file for promtool, or the newest
     /// run of each group to a Pushgateway.
@@ -365,5 +370,29 @@ pub(crate) fn redact_str(s: &str) -> String {
     match (s.find("://"), s.rfind('@')) {
         (Some(i), Some(j)) if j > i => format!("{}***@{}", &s[..i + 3], &s[j + 1..]),
         _ => s.to_string(),
+    }
+}
+
+/// `--deadline`, for the commands that deliver once (push, delete, prune).
+#[derive(Debug, Args)]
+pub struct DeadlineArgs {
+    /// Bound on the whole delivery: every request, retry and backoff together (e.g. 2m, 30s).
+    /// --timeout bounds each request.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PTC_METRICS_DEADLINE",
+        default_value = "2m"
+    )]
+    pub deadline: String,
+}
+
+impl DeadlineArgs {
+    /// Sets the deadline of `http`.
+    pub fn apply(&self, http: &mut HttpConfig) -> Result<(), ConfigError> {
+        let d = parse_duration(&self.deadline)
+            .map_err(|e| ConfigError(format!("--deadline: {e}")))?;
+        http.deadline = Some(d);
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
+use super::{DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink};
 use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
@@ -26,6 +26,8 @@ pub struct PushArgs {
     pub group: GroupArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub deadline: DeadlineArgs,
     #[command(flatten)]
     pub derive: DeriveArgs,
     /// Print the exposition to stdout and push nothing.
@@ -57,6 +59,8 @@ pub struct DeleteArgs {
     pub group: GroupArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub deadline: DeadlineArgs,
 }
 
 impl PushArgs {
@@ -64,7 +68,8 @@ impl PushArgs {
         let inputs = self.input.inputs()?;
         let derive = self.derive.config()?;
         let group = self.group.config(ci)?;
-        let http = self.gateway.http()?;
+        let mut http = self.gateway.http()?;
+        self.deadline.apply(&mut http)?;
         let url = self.gateway.gateway_url()?;
         let textfile = self.textfile.as_deref().map(textfile_config).transpose()?;
         let delivery = if self.dry_run {
@@ -145,7 +150,8 @@ fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
 impl DeleteArgs {
     pub fn into_config(self, ci: &CiContext) -> Result<DeleteConfig, ConfigError> {
         let group = self.group.config(ci)?;
-        let http = self.gateway.http()?;
+        let mut http = self.gateway.http()?;
+        self.deadline.apply(&mut http)?;
         let Some(url) = self.gateway.gateway_url()? else {
             return Err(ConfigError(
                 "no Pushgateway: give --gateway URL (or PTC_METRICS_GATEWAY)".into(),

@@ -103,6 +103,70 @@ fn set_mode(_: &File, _: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// An exclusive advisory lock (`flock`) on a hidden file beside `path`
+/// (`.NAME.lock`), held until dropped; the kernel releases it when the process ends, so a
+/// killed writer never leaves it taken.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+/// The lock file of `path`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    parent_dir(path).join(format!(".{name}.lock"))
+}
+
+impl FileLock {
+    /// Takes the lock of `path`, waiting at most `wait` for another holder.
+    #[cfg(unix)]
+    pub fn acquire(path: &Path, wait: std::time::Duration) -> io::Result<FileLock> {
+        use std::os::unix::io::AsRawFd;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path(path))?;
+        let start = std::time::Instant::now();
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is shared with the call.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(FileLock { _file: f });
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e);
+            }
+            if start.elapsed() >= wait {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "another process held {} for {}s",
+                        lock_path(path).display(),
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub fn acquire(path: &Path, _wait: std::time::Duration) -> io::Result<FileLock> {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path(path))?;
+        Ok(FileLock { _file: f })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,16 @@
 //! transport errors, 429 and 5xx, always within the `retries` cap (Prometheus 2.42 answers
 //! 500 to samples it will never accept, so retrying forever would never end).
 //! Credentials are never printed: URLs are shown without their password.
+//!
+//! Time is bounded twice: `timeout` bounds a whole attempt (connect, headers and body; a
+//! server that trickles one byte at a time is cut off), and the optional `deadline` bounds
+//! everything a client sends, retries and backoff included. Each attempt runs on its own
+//! thread and is abandoned when its time is up, so no socket read can outlast either bound.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::blocking::{Client, RequestBuilder};
@@ -85,6 +92,9 @@ pub struct HttpConfig {
     pub headers: Vec<(String, String)>,
     /// Which statuses are retried.
     pub retry: RetryPolicy,
+    /// Bound on all the requests of one client, retries and backoff included (`--deadline`);
+    /// counted from the client's creation.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -98,6 +108,7 @@ impl Default for HttpConfig {
             ca_file: None,
             headers: Vec::new(),
             retry: RetryPolicy::Default,
+            deadline: None,
         }
     }
 }
@@ -118,8 +129,7 @@ pub enum DeliveryError {
         hint: String,
     },
     #[error(
-        "{method} {url}: {status} after {attempts} attempt(s){}; is the server healthy? \
-             (use --soft-fail to keep the job green when metrics cannot be delivered)",
+        "{method} {url}: {status} after {attempts} attempt(s){}; is the server healthy?",
         body_suffix(body)
     )]
     ServerError {
@@ -129,18 +139,57 @@ pub enum DeliveryError {
         body: String,
         attempts: u32,
     },
-    #[error("{method} {url}: {error} after {attempts} attempt(s); check the URL and that the server is up \
-             (use --soft-fail to keep the job green when metrics cannot be delivered)")]
+    #[error("{method} {url}: {error} after {attempts} attempt(s); check the URL and that the server is up")]
     Transport {
         method: String,
         url: String,
         error: String,
         attempts: u32,
     },
+    #[error(
+        "{method} {url}: no complete answer within the --deadline of {} ({attempts} attempt(s){}); \
+         is the server overloaded? raise --deadline or --timeout if it is only slow",
+        show_duration(*deadline),
+        last_error.as_ref().map(|e| format!(", the last: {e}")).unwrap_or_default()
+    )]
+    Deadline {
+        method: String,
+        url: String,
+        deadline: Duration,
+        attempts: u32,
+        last_error: Option<String>,
+    },
     #[error("{0}")]
     Setup(String),
     #[error("{url}: unexpected answer: {message}")]
     BadAnswer { url: String, message: String },
+}
+
+impl DeliveryError {
+    /// Whether the server or the network failed (as opposed to a refusal or a set-up error):
+    /// the cases where `--soft-fail` is the advice.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::ServerError { .. }
+                | DeliveryError::Transport { .. }
+                | DeliveryError::Deadline { .. }
+        )
+    }
+}
+
+/// `1.5s`, `10s`, `2m`, `500ms`: a duration as the flags spell it.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn body_suffix(body: &str) -> String {
@@ -169,9 +218,33 @@ pub struct Answer {
     pub body: String,
 }
 
+/// Why a streamed answer could not be read: the connection broke (worth another attempt) or
+/// the content is wrong (final).
+#[derive(Debug)]
+pub enum BodyError {
+    Io(std::io::Error),
+    Bad(String),
+}
+
+/// Reads a successful answer's body as a stream (gzip already decoded).
+pub type BodyReader<T> = Arc<dyn Fn(&mut dyn Read) -> Result<T, BodyError> + Send + Sync>;
+
+/// What one attempt came to.
+enum Attempt<T> {
+    Done(StatusCode, T),
+    Refused {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: String,
+    },
+    Transport(String),
+    Bad(String),
+}
+
 pub struct HttpClient {
     client: Client,
     cfg: HttpConfig,
+    deadline_at: Option<Instant>,
 }
 
 impl HttpClient {
@@ -201,7 +274,18 @@ impl HttpClient {
         let client = b
             .build()
             .map_err(|e| DeliveryError::Setup(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(HttpClient { client, cfg })
+        let deadline_at = cfg.deadline.map(|d| Instant::now() + d);
+        Ok(HttpClient {
+            client,
+            cfg,
+            deadline_at,
+        })
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline_at
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     fn request(&self, method: &Method, url: &Url) -> RequestBuilder {
@@ -228,8 +312,8 @@ impl HttpClient {
         rb
     }
 
-    /// Sends a request, retrying as the module doc says. `hint` is added to the message
-    /// of a non-retryable rejection.
+    /// Sends a request, retrying as the module doc says, and returns the answer's text
+    /// (at most 64 MiB). `hint` is added to the message of a non-retryable rejection.
     pub fn send(
         &self,
         method: Method,
@@ -238,45 +322,73 @@ impl HttpClient {
         body: Option<&[u8]>,
         hint: &str,
     ) -> Result<Answer, DeliveryError> {
+        let reader: BodyReader<String> = Arc::new(|r: &mut dyn Read| {
+            let mut buf = Vec::new();
+            r.take(MAX_ANSWER)
+                .read_to_end(&mut buf)
+                .map_err(BodyError::Io)?;
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        });
+        let (status, body) = self.send_streaming(method, url, headers, body, hint, reader)?;
+        Ok(Answer { status, body })
+    }
+
+    /// Like [`HttpClient::send`], but a successful answer's body goes to `reader` as a stream,
+    /// so that a large answer is never held in memory. A broken connection while reading is
+    /// retried like any transport error; a [`BodyError::Bad`] is final.
+    pub fn send_streaming<T: Send + 'static>(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        hint: &str,
+        reader: BodyReader<T>,
+    ) -> Result<(StatusCode, T), DeliveryError> {
         let shown = redact(url);
+        let body: Option<Arc<Vec<u8>>> = body.map(|b| Arc::new(b.to_vec()));
         let mut attempt = 0u32;
+        let mut last_error: Option<String> = None;
         loop {
             attempt += 1;
-            let mut rb = self.request(&method, url);
+            let mut limit = self.cfg.timeout;
+            if let Some(left) = self.remaining() {
+                if left.is_zero() {
+                    return Err(self.deadline_error(&method, shown, attempt - 1, last_error));
+                }
+                limit = limit.min(left);
+            }
+            let mut rb = self.request(&method, url).timeout(limit);
             for (k, v) in headers {
                 rb = rb.header(*k, *v);
             }
-            if let Some(b) = body {
-                rb = rb.body(b.to_vec());
+            if let Some(b) = &body {
+                rb = rb.body(b.as_ref().clone());
             }
             let last = attempt > self.cfg.retries;
-            match rb.send() {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let limit = if status.is_success() {
-                        MAX_ANSWER
-                    } else {
-                        MAX_ERROR_BODY
-                    };
-                    let text = read_body(resp, limit);
-                    if status.is_success() {
-                        return Ok(Answer { status, body: text });
-                    }
-                    if !self.cfg.retry.retries(status) {
-                        return Err(DeliveryError::Rejected {
-                            method: method.to_string(),
-                            url: shown,
-                            status: status_text(status),
-                            body: text,
-                            hint: hint.to_string(),
-                        });
-                    }
+            let (status, retry_after, text) = match run_bounded(rb, limit, reader.clone()) {
+                Attempt::Done(status, v) => return Ok((status, v)),
+                Attempt::Bad(message) => {
+                    return Err(DeliveryError::BadAnswer { url: shown, message })
+                }
+                Attempt::Refused {
+                    status,
+                    retry_after,
+                    body,
+                } => (Some(status), retry_after, body),
+                Attempt::Transport(e) => (None, None, e),
+            };
+            match status {
+                Some(status) if !self.cfg.retry.retries(status) => {
+                    return Err(DeliveryError::Rejected {
+                        method: method.to_string(),
+                        url: shown,
+                        status: status_text(status),
+                        body: text,
+                        hint: hint.to_string(),
+                    });
+                }
+                Some(status) => {
                     if last {
                         return Err(DeliveryError::ServerError {
                             method: method.to_string(),
@@ -286,24 +398,44 @@ impl HttpClient {
                             attempts: attempt,
                         });
                     }
-                    self.sleep(attempt, retry_after);
+                    last_error = Some(status_text(status));
                 }
-                Err(e) => {
+                None => {
                     if last {
                         return Err(DeliveryError::Transport {
                             method: method.to_string(),
                             url: shown,
-                            error: transport_text(&e),
+                            error: text,
                             attempts: attempt,
                         });
                     }
-                    self.sleep(attempt, None);
+                    last_error = Some(text);
                 }
+            }
+            if !self.sleep(attempt, retry_after) {
+                return Err(self.deadline_error(&method, shown, attempt, last_error));
             }
         }
     }
 
-    fn sleep(&self, attempt: u32, retry_after: Option<Duration>) {
+    fn deadline_error(
+        &self,
+        method: &Method,
+        url: String,
+        attempts: u32,
+        last_error: Option<String>,
+    ) -> DeliveryError {
+        DeliveryError::Deadline {
+            method: method.to_string(),
+            url,
+            deadline: self.cfg.deadline.unwrap_or_default(),
+            attempts,
+            last_error,
+        }
+    }
+
+    /// Backoff before the next attempt; `false` when the deadline comes first.
+    fn sleep(&self, attempt: u32, retry_after: Option<Duration>) -> bool {
         let exp = self
             .cfg
             .backoff_base
@@ -314,21 +446,79 @@ impl HttpClient {
         if let Some(ra) = retry_after {
             d = d.max(ra.min(Duration::from_secs(60)));
         }
+        if let Some(left) = self.remaining() {
+            if d >= left {
+                std::thread::sleep(left);
+                return false;
+            }
+        }
         std::thread::sleep(d);
+        true
     }
 }
 
-/// The largest successful answer read (the Pushgateway's `/api/v1/metrics` holds every group).
-const MAX_ANSWER: u64 = 1 << 30;
+/// Runs one attempt on its own thread and waits at most `limit` for it: reqwest bounds each
+/// socket read, not a whole answer, so a server trickling a byte at a time would otherwise
+/// hold the request for ever. An abandoned attempt ends by itself at reqwest's own timeout.
+fn run_bounded<T: Send + 'static>(
+    rb: RequestBuilder,
+    limit: Duration,
+    reader: BodyReader<T>,
+) -> Attempt<T> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("http-attempt".into())
+        .spawn(move || {
+            let _ = tx.send(attempt(rb, reader));
+        });
+    if let Err(e) = spawned {
+        return Attempt::Transport(format!("cannot start a thread for the request ({e})"));
+    }
+    match rx.recv_timeout(limit) {
+        Ok(a) => a,
+        Err(mpsc::RecvTimeoutError::Timeout) => Attempt::Transport(format!(
+            "timed out (no complete answer within {})",
+            show_duration(limit)
+        )),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Attempt::Transport("the request failed unexpectedly".into())
+        }
+    }
+}
+
+fn attempt<T>(rb: RequestBuilder, reader: BodyReader<T>) -> Attempt<T> {
+    let mut resp = match rb.send() {
+        Ok(r) => r,
+        Err(e) => return Attempt::Transport(transport_text(&e)),
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return match reader(&mut resp) {
+            Ok(v) => Attempt::Done(status, v),
+            Err(BodyError::Bad(m)) => Attempt::Bad(m),
+            Err(BodyError::Io(e)) => Attempt::Transport(format!("the answer broke off ({e})")),
+        };
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut buf = Vec::new();
+    let _ = resp.take(MAX_ERROR_BODY).read_to_end(&mut buf);
+    Attempt::Refused {
+        status,
+        retry_after,
+        body: String::from_utf8_lossy(&buf).into_owned(),
+    }
+}
+
+/// The largest answer [`HttpClient::send`] reads; larger ones go through
+/// [`HttpClient::send_streaming`].
+const MAX_ANSWER: u64 = 64 << 20;
 /// Error bodies are shown to the user: the start is enough.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
-
-fn read_body(resp: reqwest::blocking::Response, limit: u64) -> String {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let _ = resp.take(limit).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
 
 fn status_text(s: StatusCode) -> String {
     match s.canonical_reason() {

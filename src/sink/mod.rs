@@ -7,6 +7,9 @@
 //! promtool, written atomically.
 
 pub mod atomic;
+pub mod exact_push;
+pub mod exposition;
+pub mod gateway_view;
 pub mod http;
 pub mod openmetrics_file;
 pub mod pushgateway;

@@ -1,20 +1,26 @@
-//! Pushgateway sink (Pushgateway 1.5+ HTTP API; PROTOCOLS.md §1).
+//! Pushgateway sink (Pushgateway 1.5+ HTTP API): the group's URL, `PUT` (or `POST`) of text
+//! 0.0.4 to `/metrics/job/<job>{/<label>/<value>}` with a gzip body, grouping values that
+//! hold `/` or are empty written in the `@base64` (URL-safe) form, and `DELETE`.
 //!
-//! `PUT` (or `POST`) of text 0.0.4 to `/metrics/job/<job>{/<label>/<value>}`, gzip body,
-//! grouping values that hold `/` or are empty written in the `@base64` (URL-safe) form.
-//! Before a push the group's current cumulative values are read from `/api/v1/metrics`
-//! and handed back as [`Totals`], so counters and the histogram keep growing across runs.
+//! Reading the gateway is [`super::gateway_view`]; adding a run to the group's counters
+//! exactly, also under concurrent pushes, is [`super::exact_push`].
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
+
 use base64::Engine;
 use reqwest::{Method, Url};
-use serde_json::Value;
 
 use super::http::{DeliveryError, HttpClient};
 use crate::derive::metrics::Labels;
-use crate::derive::totals::{HistTotal, Totals};
+
+/// The grouping label of a pending push's own group ([`super::exact_push`]).
+pub const PENDING_LABEL: &str = "ptc_push";
+/// Before the family names of a pending push.
+pub const PENDING_PREFIX: &str = "ptc_pending_";
+/// The ids of the pushes a group's counters include.
+pub const LEDGER_FAMILY: &str = "ptc_push_ledger";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PushMethod {
@@ -54,15 +60,24 @@ impl PushgatewayConfig {
         u
     }
 
-    fn api_url(&self) -> Url {
+    /// The gateway's own exposition, `/metrics`: every group, as Prometheus scrapes it.
+    pub fn metrics_url(&self) -> Url {
         let mut u = self.url.clone();
         let base = u.path().trim_end_matches('/').to_string();
-        u.set_path(&format!("{base}/api/v1/metrics"));
+        u.set_path(&format!("{base}/metrics"));
         u
     }
 
+    /// The group of a pending push of this group (`ptc_push=<id>` added to the grouping).
+    pub fn pending(&self, id: u64) -> PushgatewayConfig {
+        let mut c = self.clone();
+        c.grouping.push((PENDING_LABEL.to_string(), format!("{id:x}")));
+        c.method = PushMethod::Put;
+        c
+    }
+
     /// The group's labels as the gateway reports them (empty values dropped).
-    fn group_labels(&self) -> BTreeMap<String, String> {
+    pub fn group_labels(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert("job".to_string(), self.job.clone());
         for (k, v) in &self.grouping {
@@ -102,103 +117,6 @@ fn percent_encode(v: &str) -> String {
         }
     }
     out
-}
-
-/// Reads the group's cumulative families from `GET /api/v1/metrics`. `None` when the
-/// group does not exist yet.
-pub fn read_totals(
-    client: &HttpClient,
-    cfg: &PushgatewayConfig,
-) -> Result<Option<Totals>, DeliveryError> {
-    let url = cfg.api_url();
-    let ans = client.send(
-        Method::GET,
-        &url,
-        &[("Accept", "application/json")],
-        None,
-        " (the Pushgateway API /api/v1/metrics needs Pushgateway 1.2 or newer; or push with --no-accumulate)",
-    )?;
-    let v: Value = serde_json::from_str(&ans.body).map_err(|e| DeliveryError::BadAnswer {
-        url: super::http::redact(&url),
-        message: format!("not JSON: {e}"),
-    })?;
-    Ok(totals_from_api(&v, &cfg.group_labels()))
-}
-
-/// Finds the group in an `/api/v1/metrics` answer and reads the cumulative families.
-pub fn totals_from_api(v: &Value, group: &BTreeMap<String, String>) -> Option<Totals> {
-    let groups = v.get("data")?.as_array()?;
-    let g = groups.iter().find(|g| {
-        let Some(labels) = g.get("labels").and_then(Value::as_object) else {
-            return false;
-        };
-        let have: BTreeMap<String, String> = labels
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .filter(|(k, v)| !v.is_empty() && (k != "instance" || group.contains_key("instance")))
-            .collect();
-        &have == group
-    })?;
-    let mut t = Totals::default();
-    let num = |v: &Value| -> f64 {
-        v.as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .or_else(|| v.as_f64())
-            .unwrap_or(0.0)
-    };
-    let series = |name: &str| -> Vec<&Value> {
-        g.get(name)
-            .and_then(|f| f.get("metrics"))
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default()
-    };
-    let label = |m: &Value, k: &str| -> String {
-        m.get("labels")
-            .and_then(|l| l.get(k))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    for m in series("pytest_runs_total") {
-        t.runs += num(m.get("value")?);
-    }
-    for m in series("pytest_tests_total") {
-        *t.tests
-            .entry((label(m, "size"), label(m, "outcome")))
-            .or_default() += num(m.get("value")?);
-    }
-    for m in series("pytest_timing_violations_total") {
-        *t.timing.entry(label(m, "size")).or_default() += num(m.get("value")?);
-    }
-    for m in series("ci_test_failures_total") {
-        *t.failures.entry(label(m, "failure_type")).or_default() += num(m.get("value")?);
-    }
-    for m in series("pytest_test_duration_seconds") {
-        let mut bounds: Vec<(f64, f64)> = m
-            .get("buckets")
-            .and_then(Value::as_object)
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| {
-                        let ub = k.parse::<f64>().ok()?;
-                        ub.is_finite().then(|| (ub, num(v)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
-        t.durations.insert(
-            (label(m, "size"), label(m, "outcome")),
-            HistTotal {
-                bounds: bounds.iter().map(|b| b.0).collect(),
-                cumulative: bounds.iter().map(|b| b.1).collect(),
-                sum: m.get("sum").map(num).unwrap_or(0.0),
-                count: m.get("count").map(num).unwrap_or(0.0),
-            },
-        );
-    }
-    Some(t)
 }
 
 /// Pushes an exposition to the group.
@@ -268,25 +186,5 @@ mod tests {
             c.group_url().as_str(),
             "http://gw:9091/prefix/metrics/job/pytest"
         );
-    }
-
-    #[test]
-    fn reads_totals_of_the_right_group() {
-        let v: Value = serde_json::from_str(r#"{"status":"success","data":[
-          {"labels":{"job":"pytest","project":"other"},
-           "pytest_runs_total":{"type":"COUNTER","metrics":[{"labels":{},"value":"9"}]}},
-          {"labels":{"job":"pytest","project":"app"},
-           "pytest_runs_total":{"type":"COUNTER","metrics":[{"labels":{"instance":"","job":"pytest","project":"app"},"value":"2"}]},
-           "pytest_tests_total":{"type":"COUNTER","metrics":[{"labels":{"size":"small","outcome":"passed"},"value":"10"}]},
-           "pytest_test_duration_seconds":{"type":"HISTOGRAM","metrics":[{"labels":{"size":"small","outcome":"passed"},
-              "buckets":{"+Inf":"3","0.1":"1","1":"2"},"count":"3","sum":"4.5"}]}}]}"#).unwrap();
-        let t = totals_from_api(&v, &cfg(&[("project", "app")]).group_labels()).unwrap();
-        assert_eq!(t.runs, 2.0);
-        assert_eq!(t.tests[&("small".into(), "passed".into())], 10.0);
-        let h = &t.durations[&("small".into(), "passed".into())];
-        assert_eq!(h.bounds, vec![0.1, 1.0]);
-        assert_eq!(h.cumulative, vec![1.0, 2.0]);
-        assert_eq!((h.count, h.sum), (3.0, 4.5));
-        assert!(totals_from_api(&v, &cfg(&[("project", "nope")]).group_labels()).is_none());
     }
 }

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 use super::atomic::{self, parent_dir, temp_path, Step};
 use crate::derive::metrics::Labels;
-use crate::derive::totals::{HistTotal, Totals};
+use super::exposition::{family_of, is_cumulative, parse_sample, split_labels, TotalsBuilder};
+use crate::derive::totals::Totals;
 
 /// Where to write (validated: a file name ending in `.prom`).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,17 @@ pub struct TextfileConfig {
 pub enum TextfileError {
     #[error("textfile {}: cannot read the previous file: {message}; nothing was written", path.display())]
     Read { path: PathBuf, message: String },
+    #[error(
+        "textfile {}: cannot take the lock {}: {message}; nothing was written. Is another \
+         ptc-metrics stuck writing the same file?",
+        path.display(),
+        lock.display()
+    )]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        message: String,
+    },
     #[error(
         "textfile {}:{line}: cannot read the previous values: {message}; nothing was written. \
          Fix or delete the file, or write this run alone with --no-accumulate",
@@ -82,31 +94,22 @@ pub struct Previous {
     pub warnings: Vec<String>,
 }
 
-/// Every family METRICS.md §3 defines: what a file of ours may hold.
-pub const FAMILIES: [&str; 17] = [
-    "ci_test_failures_total",
-    "ci_test_suite_duration_seconds",
-    "pytest_baseline_violations",
-    "pytest_flaky_tests",
-    "pytest_hermeticity_violations",
-    "pytest_last_run_timestamp_seconds",
-    "pytest_runs_total",
-    "pytest_test_case_duration_seconds",
-    "pytest_test_duration_seconds",
-    "pytest_test_size_distribution",
-    "pytest_tests",
-    "pytest_tests_near_limit",
-    "pytest_tests_total",
-    "pytest_timing_violations",
-    "pytest_timing_violations_total",
-    "test_coverage_percentage",
-    "uncovered_lines",
-];
+pub use super::exposition::FAMILIES;
 
-const HISTOGRAM: &str = "pytest_test_duration_seconds";
 
-/// Labels the cumulative families set themselves; the rest identify the group.
-const OWN_LABELS: [&str; 4] = ["size", "outcome", "failure_type", "le"];
+/// Serialises the writers of one textfile (read the previous totals, add, replace): without
+/// it, CI jobs writing the same file at once would each add their run to the same previous
+/// file and all but one run would be lost. The lock file is `.NAME.lock` beside the target
+/// (node_exporter reads only `*.prom`).
+pub fn lock(cfg: &TextfileConfig) -> Result<atomic::FileLock, TextfileError> {
+    atomic::FileLock::acquire(&cfg.path, std::time::Duration::from_secs(60)).map_err(|e| {
+        TextfileError::Lock {
+            path: cfg.path.clone(),
+            lock: atomic::lock_path(&cfg.path),
+            message: io_message(&e),
+        }
+    })
+}
 
 /// Reads the previous file's running totals for the group `group` (job + grouping labels,
 /// empty values dropped, as every series carries them). No file yet: no totals.
@@ -187,12 +190,8 @@ pub struct Parsed {
 /// Parses a text-format file written by this sink, keeping the cumulative series whose group
 /// labels are exactly `group`.
 pub fn parse_previous(text: &str, group: &BTreeMap<String, String>) -> Result<Parsed, PrevError> {
-    let mut t = Totals::default();
-    let mut found = false;
+    let mut totals = TotalsBuilder::default();
     let mut other_groups = BTreeSet::new();
-    // (size, outcome) -> (buckets (le, cumulative), sum, count)
-    type Hist = (Vec<(f64, f64)>, Option<f64>, Option<f64>);
-    let mut hists: BTreeMap<(String, String), Hist> = BTreeMap::new();
     for (k, raw) in text.lines().enumerate() {
         let line_no = k + 1;
         let line = raw.trim();
@@ -219,26 +218,10 @@ pub fn parse_previous(text: &str, group: &BTreeMap<String, String>) -> Result<Pa
             line: line_no,
             name: s.name.to_string(),
         })?;
-        let cumulative = matches!(
-            family,
-            "pytest_runs_total"
-                | "pytest_tests_total"
-                | "pytest_timing_violations_total"
-                | "ci_test_failures_total"
-                | HISTOGRAM
-        );
-        if !cumulative {
+        if !is_cumulative(family) {
             continue;
         }
-        let mut own: BTreeMap<&str, String> = BTreeMap::new();
-        let mut rest: BTreeMap<String, String> = BTreeMap::new();
-        for (k, v) in s.labels {
-            if OWN_LABELS.contains(&k) {
-                own.insert(k, v);
-            } else if !v.is_empty() {
-                rest.insert(k.to_string(), v);
-            }
-        }
+        let (own, rest) = split_labels(s.labels);
         if &rest != group {
             other_groups.insert(format!(
                 "{{{}}}",
@@ -249,192 +232,17 @@ pub fn parse_previous(text: &str, group: &BTreeMap<String, String>) -> Result<Pa
             ));
             continue;
         }
-        let syntax = |message: String| PrevError::Syntax {
-            line: line_no,
-            message,
-        };
-        let label = |k: &str| own.get(k).cloned().unwrap_or_default();
-        let v = s.value;
-        let is_bucket = s.name.ends_with("_bucket");
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(syntax(format!(
-                "{} has the value {v}, which is not a count",
-                s.name
-            )));
-        }
-        found = true;
-        match family {
-            "pytest_runs_total" => t.runs += v,
-            "pytest_tests_total" => {
-                *t.tests
-                    .entry((label("size"), label("outcome")))
-                    .or_default() += v
-            }
-            "pytest_timing_violations_total" => *t.timing.entry(label("size")).or_default() += v,
-            "ci_test_failures_total" => *t.failures.entry(label("failure_type")).or_default() += v,
-            _ => {
-                let h = hists.entry((label("size"), label("outcome"))).or_default();
-                if is_bucket {
-                    let le = own
-                        .get("le")
-                        .ok_or_else(|| syntax(format!("{} has no le label", s.name)))?;
-                    let ub = parse_value(le)
-                        .ok_or_else(|| syntax(format!("le=\"{le}\" is not a number")))?;
-                    h.0.push((ub, v));
-                } else if s.name.ends_with("_sum") {
-                    h.1 = Some(v);
-                } else {
-                    h.2 = Some(v);
-                }
-            }
-        }
-    }
-    for (k, (mut buckets, sum, count)) in hists {
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let inf = buckets.iter().find(|b| b.0.is_infinite()).map(|b| b.1);
-        let finite: Vec<(f64, f64)> = buckets.into_iter().filter(|b| b.0.is_finite()).collect();
-        t.durations.insert(
-            k,
-            HistTotal {
-                bounds: finite.iter().map(|b| b.0).collect(),
-                cumulative: finite.iter().map(|b| b.1).collect(),
-                sum: sum.unwrap_or(0.0),
-                count: count.or(inf).unwrap_or(0.0),
-            },
-        );
+        totals
+            .add(family, s.name, &own, s.value)
+            .map_err(|message| PrevError::Syntax {
+                line: line_no,
+                message,
+            })?;
     }
     Ok(Parsed {
-        totals: found.then_some(t),
+        totals: totals.finish(),
         other_groups,
     })
-}
-
-/// The family a sample name belongs to, if it is one of ours.
-fn family_of(name: &str) -> Option<&'static str> {
-    if let Some(f) = FAMILIES.iter().find(|f| **f == name) {
-        return Some(f);
-    }
-    for suffix in ["_bucket", "_sum", "_count"] {
-        if name.strip_suffix(suffix) == Some(HISTOGRAM) {
-            return Some(HISTOGRAM);
-        }
-    }
-    None
-}
-
-/// One sample line of text format 0.0.4.
-#[derive(Debug, PartialEq)]
-struct Sample<'a> {
-    name: &'a str,
-    labels: Vec<(&'a str, String)>,
-    value: f64,
-}
-
-/// `name{l="v",…} value [timestamp]`, with the format's escapes (`\\`, `\"`, `\n`) in label
-/// values.
-fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
-    let is_name_char = |c: char, first: bool| {
-        c.is_ascii_alphabetic() || c == '_' || c == ':' || (!first && c.is_ascii_digit())
-    };
-    let end = line
-        .char_indices()
-        .find(|(i, c)| !is_name_char(*c, *i == 0))
-        .map_or(line.len(), |(i, _)| i);
-    if end == 0 {
-        return Err("expected a metric name".into());
-    }
-    let name = &line[..end];
-    let mut rest = line[end..].trim_start();
-    let mut labels = Vec::new();
-    if let Some(r) = rest.strip_prefix('{') {
-        rest = r;
-        loop {
-            rest = rest.trim_start();
-            if let Some(r) = rest.strip_prefix('}') {
-                rest = r;
-                break;
-            }
-            let lend = rest
-                .char_indices()
-                .find(|(i, c)| {
-                    !(c.is_ascii_alphabetic() || *c == '_' || (*i > 0 && c.is_ascii_digit()))
-                })
-                .map_or(rest.len(), |(i, _)| i);
-            if lend == 0 {
-                return Err(format!("{name}: expected a label name"));
-            }
-            let lname = &rest[..lend];
-            rest = rest[lend..].trim_start();
-            rest = rest
-                .strip_prefix('=')
-                .ok_or_else(|| format!("{name}: expected = after label {lname}"))?
-                .trim_start();
-            rest = rest
-                .strip_prefix('"')
-                .ok_or_else(|| format!("{name}: the value of label {lname} must be quoted"))?;
-            let mut value = String::new();
-            let mut chars = rest.char_indices();
-            let close = loop {
-                match chars.next() {
-                    None => return Err(format!("{name}: unterminated value of label {lname}")),
-                    Some((i, '"')) => break i,
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, '\\')) => value.push('\\'),
-                        Some((_, '"')) => value.push('"'),
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c)) => {
-                            return Err(format!("{name}: invalid escape \\{c} in label {lname}"))
-                        }
-                        None => return Err(format!("{name}: unterminated value of label {lname}")),
-                    },
-                    Some((_, c)) => value.push(c),
-                }
-            };
-            labels.push((lname, value));
-            rest = rest[close + 1..].trim_start();
-            if let Some(r) = rest.strip_prefix(',') {
-                rest = r;
-            } else if !rest.starts_with('}') {
-                return Err(format!("{name}: expected , or }} after label {lname}"));
-            }
-        }
-    }
-    let mut parts = rest.split_whitespace();
-    let v = parts
-        .next()
-        .ok_or_else(|| format!("{name}: the sample has no value"))?;
-    let value = parse_value(v).ok_or_else(|| format!("{name}: {v:?} is not a number"))?;
-    if let Some(ts) = parts.next() {
-        ts.parse::<i64>()
-            .map_err(|_| format!("{name}: {ts:?} is not a timestamp"))?;
-    }
-    if let Some(extra) = parts.next() {
-        return Err(format!("{name}: unexpected {extra:?} after the value"));
-    }
-    Ok(Sample {
-        name,
-        labels,
-        value,
-    })
-}
-
-/// A sample value as Go's `strconv.ParseFloat` reads it, plus the format's `+Inf`/`-Inf`/`NaN`.
-fn parse_value(s: &str) -> Option<f64> {
-    match s {
-        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" | "nan" => Some(f64::NAN),
-        _ => {
-            let ok = s
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
-            if ok {
-                s.parse::<f64>().ok()
-            } else {
-                None
-            }
-        }
-    }
 }
 
 /// Writes `text` to the target atomically: temporary file next to it, fsync, rename, fsync
