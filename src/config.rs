@@ -105,7 +105,17 @@ pub struct PushConfig {
     /// A delivery failure is a warning and exit 0.
     pub soft_fail: bool,
     /// `--archive DIR`: keep a copy of the reports and a run.json for `backfill`.
-    pub archive: Option<crate::backfill::archive::ArchiveConfig>,
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `push --archive DIR`: where to keep the run, and the per-run facts the CI environment
+/// tells (kept in `run.json` for people, never labels).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ArchiveConfig {
+    pub dir: std::path::PathBuf,
+    pub commit: Option<String>,
+    pub run_id: Option<String>,
+    pub ci_provider: Option<String>,
 }
 
 /// `ptc-metrics inspect`.

@@ -13,17 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::parse::run_id;
 use super::runmeta::{self, Files, RunMeta, Timestamp};
-use crate::config::GroupConfig;
+use crate::config::{ArchiveConfig, GroupConfig};
 use crate::read::{source, Inputs, Kind};
-
-/// Where and what to archive (`--archive`, plus what the CI environment tells).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ArchiveConfig {
-    pub dir: PathBuf,
-    pub commit: Option<String>,
-    pub run_id: Option<String>,
-    pub ci_provider: Option<String>,
-}
 
 /// The run could not be archived.
 #[derive(Debug, thiserror::Error)]

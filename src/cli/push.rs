@@ -99,7 +99,7 @@ impl PushArgs {
             } else {
                 ci.clone()
             };
-            crate::backfill::archive::ArchiveConfig {
+            crate::config::ArchiveConfig {
                 dir,
                 commit: ci.commit,
                 run_id: ci.run_id,
