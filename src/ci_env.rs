@@ -1,9 +1,22 @@
-//! Project, branch and CI job detected from CI environment variables: GitHub Actions,
-//! GitLab CI, Jenkins, CircleCI, Buildkite and Azure Pipelines (variable names as those
-//! systems document them; PEERS.md §3). Flags always win over what is found here.
+//! Project, branch, CI job and shard detected from CI environment variables: GitHub
+//! Actions, GitLab CI, Jenkins, CircleCI, Buildkite and Azure Pipelines (variable names as
+//! those systems document them; PEERS.md §3). Flags always win over what is found here.
 //!
 //! Only stable values become labels: never a commit, run id or build number, because
 //! Pushgateway groups never expire (METRICS.md §3).
+//!
+//! Shards (one job's part of a run split over parallel jobs, docs/ci-at-scale.md) come from
+//! GitLab `parallel: N` (`CI_NODE_INDEX`/`CI_NODE_TOTAL`, from 1), CircleCI `parallelism`
+//! (`CIRCLE_NODE_INDEX`/`CIRCLE_NODE_TOTAL`, from 0), Buildkite `parallelism`
+//! (`BUILDKITE_PARALLEL_JOB`/`BUILDKITE_PARALLEL_JOB_COUNT`, from 0) and Azure Pipelines
+//! `strategy: parallel` (`SYSTEM_JOBPOSITIONINPHASE`/`SYSTEM_TOTALJOBSINPHASE`, from 1).
+//! GitLab and Azure set the same variables for the entries of a matrix, which are separate
+//! runs, not shards: GitLab names a parallel job `NAME INDEX/TOTAL` (a matrix entry
+//! `NAME: [values]`), and Azure says `SYSTEM_PARALLELEXECUTIONTYPE=MultiMachine` only for
+//! `strategy: parallel` (`MultiConfiguration` for a matrix). GitHub Actions and Jenkins have
+//! no such variables: pass `--shard` from the matrix.
+
+use crate::config::Shard;
 
 /// What the CI environment says about this job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,11 +25,75 @@ pub struct CiContext {
     pub provider: Option<&'static str>,
     pub project: Option<String>,
     pub branch: Option<String>,
-    /// The CI job's name (stable across runs), so parallel jobs get their own group.
+    /// The CI job's name (stable across runs), so parallel jobs get their own group. For a
+    /// shard, the name all shards share (GitLab's ` INDEX/TOTAL` suffix removed).
     pub job: Option<String>,
     /// Per-run facts, for archives only (never labels).
     pub commit: Option<String>,
     pub run_id: Option<String>,
+    /// This job's place in a run split over parallel jobs, as the CI's variables tell it.
+    pub shard: Option<CiShard>,
+}
+
+/// A parallel job's position, as read from the CI's variables (not yet checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiShard {
+    pub index_var: &'static str,
+    pub index: String,
+    pub total_var: &'static str,
+    pub total: String,
+    /// The CI counts from 0 (CircleCI, Buildkite); shards count from 1.
+    pub zero_based: bool,
+}
+
+impl CiShard {
+    fn read(
+        get: &dyn Fn(&str) -> Option<String>,
+        index_var: &'static str,
+        total_var: &'static str,
+        zero_based: bool,
+    ) -> Option<CiShard> {
+        Some(CiShard {
+            index_var,
+            index: get(index_var)?.trim().to_string(),
+            total_var,
+            total: get(total_var)?.trim().to_string(),
+            zero_based,
+        })
+    }
+
+    /// The shard, counted from 1. The message names the variables and their values.
+    pub fn shard(&self) -> Result<Shard, String> {
+        let n = |v: &str| -> Option<u32> {
+            (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| v.parse().ok())
+                .flatten()
+        };
+        let shard = match (n(&self.index), n(&self.total)) {
+            (Some(i), Some(t)) => {
+                let i = if self.zero_based {
+                    i.checked_add(1)
+                } else {
+                    Some(i)
+                };
+                i.ok_or_else(String::new)
+                    .and_then(|i| Shard::new(i, t))
+                    .ok()
+            }
+            _ => None,
+        };
+        shard.ok_or_else(|| {
+            format!(
+                "{}={:?} and {}={:?} (counted from {}) do not name one of the parallel jobs; \
+                 give --shard INDEX/TOTAL, or --no-ci-detect",
+                self.index_var,
+                self.index,
+                self.total_var,
+                self.total,
+                if self.zero_based { 0 } else { 1 }
+            )
+        })
+    }
 }
 
 /// Detects the CI context through `var` (a lookup of environment variables).
@@ -31,8 +108,21 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: get("GITHUB_JOB"),
             commit: get("GITHUB_SHA"),
             run_id: get("GITHUB_RUN_ID"),
+            shard: None,
         }
     } else if get("GITLAB_CI").is_some() {
+        let mut job = get("CI_JOB_NAME");
+        let mut shard = CiShard::read(&get, "CI_NODE_INDEX", "CI_NODE_TOTAL", false);
+        // `parallel: N` names its jobs `NAME INDEX/TOTAL`; a `parallel: matrix` entry sets the
+        // same variables but is named `NAME: [values]` and is a run of its own.
+        let base = shard.as_ref().and_then(|s| {
+            let suffix = format!(" {}/{}", s.index, s.total);
+            job.as_deref()?.strip_suffix(&suffix).map(str::to_string)
+        });
+        match base {
+            Some(b) => job = Some(b),
+            None => shard = None,
+        }
         CiContext {
             provider: Some("gitlab-ci"),
             project: get("CI_PROJECT_PATH"),
@@ -41,9 +131,10 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
                 "CI_COMMIT_BRANCH",
                 "CI_COMMIT_REF_NAME",
             ]),
-            job: get("CI_JOB_NAME"),
+            job,
             commit: get("CI_COMMIT_SHA"),
             run_id: get("CI_PIPELINE_ID"),
+            shard,
         }
     } else if get("JENKINS_URL").is_some() {
         let job_name = get("JOB_NAME");
@@ -65,6 +156,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: None,
             commit: get("GIT_COMMIT"),
             run_id: get("BUILD_TAG"),
+            shard: None,
         }
     } else if get("CIRCLECI").is_some() {
         CiContext {
@@ -81,6 +173,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: get("CIRCLE_JOB"),
             commit: get("CIRCLE_SHA1"),
             run_id: get("CIRCLE_WORKFLOW_ID"),
+            shard: CiShard::read(&get, "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", true),
         }
     } else if get("BUILDKITE").is_some() {
         CiContext {
@@ -90,6 +183,12 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: get("BUILDKITE_STEP_KEY"),
             commit: get("BUILDKITE_COMMIT"),
             run_id: get("BUILDKITE_BUILD_ID"),
+            shard: CiShard::read(
+                &get,
+                "BUILDKITE_PARALLEL_JOB",
+                "BUILDKITE_PARALLEL_JOB_COUNT",
+                true,
+            ),
         }
     } else if get("TF_BUILD").is_some() {
         let branch = first(&["SYSTEM_PULLREQUEST_SOURCEBRANCH", "BUILD_SOURCEBRANCH"]).map(|b| {
@@ -97,13 +196,35 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
                 .map(str::to_string)
                 .unwrap_or(b)
         });
+        // Only `strategy: parallel` splits a run; a matrix entry (MultiConfiguration) sets
+        // the same position variables.
+        let parallel = get("SYSTEM_PARALLELEXECUTIONTYPE")
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("MultiMachine"));
+        let shard = if parallel {
+            CiShard::read(
+                &get,
+                "SYSTEM_JOBPOSITIONINPHASE",
+                "SYSTEM_TOTALJOBSINPHASE",
+                false,
+            )
+        } else {
+            None
+        };
+        // The slices of a parallel job share the job's (phase's) display name; their own
+        // display names tell them apart.
+        let job = if shard.is_some() {
+            first(&["SYSTEM_PHASEDISPLAYNAME", "SYSTEM_JOBDISPLAYNAME"])
+        } else {
+            get("SYSTEM_JOBDISPLAYNAME")
+        };
         CiContext {
             provider: Some("azure-pipelines"),
             project: first(&["BUILD_REPOSITORY_NAME", "SYSTEM_TEAMPROJECT"]),
             branch,
-            job: get("SYSTEM_JOBDISPLAYNAME"),
+            job,
             commit: first(&["SYSTEM_PULLREQUEST_SOURCECOMMITID", "BUILD_SOURCEVERSION"]),
             run_id: get("BUILD_BUILDID"),
+            shard,
         }
     } else {
         CiContext::default()
@@ -208,5 +329,124 @@ mod tests {
             (Some("shop"), Some("rel/1"))
         );
         assert_eq!(ctx(&[]), CiContext::default());
+    }
+
+    fn shard_of(vars: &[(&str, &str)]) -> Option<Result<String, String>> {
+        ctx(vars).shard.map(|s| s.shard().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn shards_of_every_ci_counted_from_one() {
+        // GitLab `parallel: 4`: 1-based, and the job name loses its " 2/4".
+        let c = ctx(&[
+            ("GITLAB_CI", "true"),
+            ("CI_JOB_NAME", "pytest 2/4"),
+            ("CI_NODE_INDEX", "2"),
+            ("CI_NODE_TOTAL", "4"),
+        ]);
+        assert_eq!(c.job.as_deref(), Some("pytest"));
+        assert_eq!(c.shard.unwrap().shard().unwrap().to_string(), "2/4");
+        // CircleCI and Buildkite count from 0.
+        let circle = [
+            ("CIRCLECI", "true"),
+            ("CIRCLE_JOB", "test"),
+            ("CIRCLE_NODE_INDEX", "0"),
+            ("CIRCLE_NODE_TOTAL", "3"),
+        ];
+        assert_eq!(shard_of(&circle), Some(Ok("1/3".into())));
+        assert_eq!(ctx(&circle).job.as_deref(), Some("test"));
+        let bk = [
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_PARALLEL_JOB", "4"),
+            ("BUILDKITE_PARALLEL_JOB_COUNT", "5"),
+        ];
+        assert_eq!(shard_of(&bk), Some(Ok("5/5".into())));
+        // Azure `strategy: parallel` counts from 1; the slices share the phase's name.
+        let azure = [
+            ("TF_BUILD", "True"),
+            ("SYSTEM_PARALLELEXECUTIONTYPE", "MultiMachine"),
+            ("SYSTEM_JOBPOSITIONINPHASE", "3"),
+            ("SYSTEM_TOTALJOBSINPHASE", "4"),
+            ("SYSTEM_PHASEDISPLAYNAME", "Tests"),
+            ("SYSTEM_JOBDISPLAYNAME", "Tests Job3"),
+        ];
+        assert_eq!(shard_of(&azure), Some(Ok("3/4".into())));
+        assert_eq!(ctx(&azure).job.as_deref(), Some("Tests"));
+        // Not parallel: no shard (CircleCI says 0 of 1, which is a run in one piece).
+        assert_eq!(
+            shard_of(&[
+                ("CIRCLECI", "true"),
+                ("CIRCLE_NODE_INDEX", "0"),
+                ("CIRCLE_NODE_TOTAL", "1")
+            ]),
+            Some(Ok("1/1".into()))
+        );
+        assert_eq!(
+            shard_of(&[("GITLAB_CI", "true"), ("CI_NODE_TOTAL", "1")]),
+            None
+        );
+        assert_eq!(shard_of(&[("GITHUB_ACTIONS", "true")]), None);
+        assert_eq!(shard_of(&[("JENKINS_URL", "http://j")]), None);
+    }
+
+    #[test]
+    fn matrix_entries_are_not_shards() {
+        // GitLab `parallel: matrix` sets CI_NODE_INDEX/TOTAL too, but names the job
+        // `NAME: [values]`: each entry is a run of its own.
+        let c = ctx(&[
+            ("GITLAB_CI", "true"),
+            ("CI_JOB_NAME", "pytest: [3.12]"),
+            ("CI_NODE_INDEX", "2"),
+            ("CI_NODE_TOTAL", "2"),
+        ]);
+        assert_eq!((c.job.as_deref(), c.shard), (Some("pytest: [3.12]"), None));
+        // Azure: a matrix is MultiConfiguration.
+        let c = ctx(&[
+            ("TF_BUILD", "True"),
+            ("SYSTEM_PARALLELEXECUTIONTYPE", "MultiConfiguration"),
+            ("SYSTEM_JOBPOSITIONINPHASE", "2"),
+            ("SYSTEM_TOTALJOBSINPHASE", "3"),
+            ("SYSTEM_PHASEDISPLAYNAME", "JSONL"),
+            ("SYSTEM_JOBDISPLAYNAME", "JSONL Python39Windows"),
+        ]);
+        assert_eq!(
+            (c.job.as_deref(), c.shard),
+            (Some("JSONL Python39Windows"), None)
+        );
+    }
+
+    #[test]
+    fn bad_shard_variables_name_themselves() {
+        for (vars, want) in [
+            (
+                [("CIRCLE_NODE_INDEX", "3"), ("CIRCLE_NODE_TOTAL", "3")],
+                "CIRCLE_NODE_INDEX=\"3\" and CIRCLE_NODE_TOTAL=\"3\" (counted from 0) do not name \
+                 one of the parallel jobs; give --shard INDEX/TOTAL, or --no-ci-detect",
+            ),
+            (
+                [("CIRCLE_NODE_INDEX", "x"), ("CIRCLE_NODE_TOTAL", "3")],
+                "CIRCLE_NODE_INDEX=\"x\" and CIRCLE_NODE_TOTAL=\"3\" (counted from 0) do not name \
+                 one of the parallel jobs; give --shard INDEX/TOTAL, or --no-ci-detect",
+            ),
+        ] {
+            let mut v = vec![("CIRCLECI", "true")];
+            v.extend(vars);
+            assert_eq!(shard_of(&v), Some(Err(want.to_string())));
+        }
+        let v = [
+            ("TF_BUILD", "True"),
+            ("SYSTEM_PARALLELEXECUTIONTYPE", "MultiMachine"),
+            ("SYSTEM_JOBPOSITIONINPHASE", "0"),
+            ("SYSTEM_TOTALJOBSINPHASE", "2"),
+        ];
+        assert_eq!(
+            shard_of(&v),
+            Some(Err(
+                "SYSTEM_JOBPOSITIONINPHASE=\"0\" and SYSTEM_TOTALJOBSINPHASE=\"2\" \
+                 (counted from 1) do not name one of the parallel jobs; give --shard INDEX/TOTAL, \
+                 or --no-ci-detect"
+                    .to_string()
+            ))
+        );
     }
 }

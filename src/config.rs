@@ -57,6 +57,74 @@ pub fn check_label_name(name: &str, flag: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// One job's part of a run split over parallel jobs: `index` of `total`, counted from 1
+/// (`1 <= index <= total`). It becomes the grouping label `shard="INDEX/TOTAL"` when `total`
+/// is above 1 (METRICS.md §3), so that two shards never write the same group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub total: u32,
+}
+
+impl Shard {
+    /// The grouping label's name.
+    pub const LABEL: &'static str = "shard";
+
+    /// Parses `INDEX/TOTAL` (digits only, counted from 1, e.g. `2/4`). The message starts
+    /// with the value, says what is wrong and what to write instead; the caller names where
+    /// the value came from (`--shard 5/4: INDEX must be between 1 and TOTAL (4)`).
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let t = s.trim();
+        let number = |p: &str| -> Option<u32> {
+            let p = p.trim();
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            p.parse().ok()
+        };
+        let parsed = t
+            .split_once('/')
+            .and_then(|(i, n)| Some((number(i)?, number(n)?)));
+        let Some((index, total)) = parsed else {
+            return Err(format!(
+                "{t:?}: not INDEX/TOTAL; write e.g. 2/4 for the second of 4 parallel jobs"
+            ));
+        };
+        Shard::new(index, total)
+    }
+
+    /// Checks `1 <= index <= total`.
+    pub fn new(index: u32, total: u32) -> Result<Shard, String> {
+        if total == 0 {
+            return Err(format!(
+                "{index}/{total}: TOTAL must be at least 1 (the number of parallel jobs)"
+            ));
+        }
+        if index == 0 {
+            return Err(format!(
+                "{index}/{total}: INDEX counts from 1; the first of {total} jobs is 1/{total}"
+            ));
+        }
+        if index > total {
+            return Err(format!(
+                "{index}/{total}: INDEX must be between 1 and TOTAL ({total})"
+            ));
+        }
+        Ok(Shard { index, total })
+    }
+
+    /// The label value, `INDEX/TOTAL`; `None` for a run in one piece (TOTAL 1).
+    pub fn label_value(&self) -> Option<String> {
+        (self.total > 1).then(|| self.to_string())
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.total)
+    }
+}
+
 /// The group: `job` plus grouping labels, in the order they go into the URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
@@ -105,7 +173,17 @@ pub struct PushConfig {
     /// A delivery failure is a warning and exit 0.
     pub soft_fail: bool,
     /// `--archive DIR`: keep a copy of the reports and a run.json for `backfill`.
-    pub archive: Option<crate::backfill::archive::ArchiveConfig>,
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `push --archive DIR`: where to keep the run, and the per-run facts the CI environment
+/// tells (kept in `run.json` for people, never labels).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ArchiveConfig {
+    pub dir: std::path::PathBuf,
+    pub commit: Option<String>,
+    pub run_id: Option<String>,
+    pub ci_provider: Option<String>,
 }
 
 /// `ptc-metrics inspect`.
@@ -224,6 +302,50 @@ mod tests {
             check_label_name("size", "--label").unwrap_err().0,
             "--label: \"size\" is a label ptc-metrics sets itself; choose another name"
         );
+    }
+
+    #[test]
+    fn shards() {
+        assert_eq!(Shard::parse("2/4"), Ok(Shard { index: 2, total: 4 }));
+        assert_eq!(Shard::parse(" 02/04 ").unwrap().to_string(), "2/4");
+        assert_eq!(
+            Shard::parse("2/4").unwrap().label_value().as_deref(),
+            Some("2/4")
+        );
+        assert_eq!(Shard::parse("1/1").unwrap().label_value(), None);
+        assert_eq!(
+            Shard::parse("5/4").unwrap_err(),
+            "5/4: INDEX must be between 1 and TOTAL (4)"
+        );
+        assert_eq!(
+            Shard::parse("0/4").unwrap_err(),
+            "0/4: INDEX counts from 1; the first of 4 jobs is 1/4"
+        );
+        assert_eq!(
+            Shard::parse("1/0").unwrap_err(),
+            "1/0: TOTAL must be at least 1 (the number of parallel jobs)"
+        );
+        for bad in [
+            "2",
+            "2/",
+            "/4",
+            "+2/4",
+            "-1/4",
+            "2/4/8",
+            "a/b",
+            "2.0/4",
+            "",
+            "99999999999/2",
+        ] {
+            assert_eq!(
+                Shard::parse(bad).unwrap_err(),
+                format!(
+                    "{:?}: not INDEX/TOTAL; write e.g. 2/4 for the second of 4 parallel jobs",
+                    bad.trim()
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

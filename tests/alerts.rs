@@ -277,18 +277,18 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 6] = [
+    let mutants: [(&str, &str, &str, &str); 13] = [
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",
-            r#"pytest_test_size_distribution{size="small"} < 0.5"#,
-            r#"pytest_test_size_distribution{size="small"} < 0.4"#,
+            r#"ptc:pytest_test_size_distribution:ratio{size="small"} < 0.5"#,
+            r#"ptc:pytest_test_size_distribution:ratio{size="small"} < 0.4"#,
         ),
         (
             "size-distribution.test.yml",
             "large+xlarge summed with medium",
-            r#"pytest_test_size_distribution{size=~"large|xlarge"}"#,
-            r#"pytest_test_size_distribution{size=~"medium|large|xlarge"}"#,
+            r#"ptc:pytest_test_size_distribution:ratio{size=~"large|xlarge"}"#,
+            r#"ptc:pytest_test_size_distribution:ratio{size=~"medium|large|xlarge"}"#,
         ),
         (
             "run-health.test.yml",
@@ -311,8 +311,51 @@ fn unit_tests_fail_on_mutated_rules() {
         (
             "run-health.test.yml",
             "suite duration ceiling 300 s -> 330 s",
-            "ci_test_suite_duration_seconds > 300",
-            "ci_test_suite_duration_seconds > 330",
+            "max without (shard) (ci_test_suite_duration_seconds) > 300",
+            "max without (shard) (ci_test_suite_duration_seconds) > 330",
+        ),
+        // Shards: every way of not putting a run back together must break a unit test.
+        (
+            "shards-trends.test.yml",
+            "a run counted once per shard",
+            "(max without (shard) (increase(pytest_runs_total[1w])))",
+            "(sum without (shard) (increase(pytest_runs_total[1w])))",
+        ),
+        (
+            "shards.test.yml",
+            "wall time the sum of the shards' times",
+            "max without (shard) (ci_test_suite_duration_seconds) > 300",
+            "sum without (shard) (ci_test_suite_duration_seconds) > 300",
+        ),
+        (
+            "shards-trends.test.yml",
+            "median wall time of the fastest shard",
+            "quantile_over_time(0.5, max without (shard) (ci_test_suite_duration_seconds)[1d:])",
+            "quantile_over_time(0.5, min without (shard) (ci_test_suite_duration_seconds)[1d:])",
+        ),
+        (
+            "shards.test.yml",
+            "near-limit alert per shard",
+            "sum without (shard) (pytest_tests_near_limit) > 0",
+            "pytest_tests_near_limit > 0",
+        ),
+        (
+            "shards.test.yml",
+            "flaky tests per shard",
+            "sum without (size, shard) (pytest_flaky_tests)",
+            "sum without (size) (pytest_flaky_tests)",
+        ),
+        (
+            "shards.test.yml",
+            "a distribution despite a test of unknown size",
+            r#"sum without (outcome, shard, size) (pytest_tests{size="unknown"}) > 0"#,
+            r#"sum without (outcome, shard, size) (pytest_tests{size="unknown"}) > 5"#,
+        ),
+        (
+            "shards-trends.test.yml",
+            "per-test baseline per shard",
+            "max without (shard) (pytest_test_case_duration_seconds)[7d:] offset 1d",
+            "pytest_test_case_duration_seconds[7d] offset 1d",
         ),
     ];
     let mut survived = Vec::new();

@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::grafana::{self, dashboards, panels, targets};
 use support::*;
 
 const PROJECT: &str = "ptc-e2e";
@@ -46,55 +47,6 @@ fn now_s() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-fn dashboards() -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(repo().join("dashboards")).expect("read dashboards/") {
-        let p = e.expect("dir entry").path();
-        if p.extension().is_some_and(|x| x == "json") {
-            let text = read_to_string(&p);
-            let v: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", p.display()));
-            out.push((p.file_name().unwrap().to_string_lossy().into_owned(), v));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(
-        out.len() >= 4,
-        "expected at least 4 dashboards, found {}",
-        out.len()
-    );
-    out
-}
-
-/// Non-row panels, including those nested in rows.
-fn panels(d: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in d["panels"].as_array().expect("panels array") {
-        if p["type"] == "row" {
-            out.extend(p["panels"].as_array().into_iter().flatten());
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// (key "uid / panel title / refId", target) for every query of every dashboard.
-fn targets() -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for (_, d) in dashboards() {
-        let uid = d["uid"].as_str().expect("uid");
-        for p in panels(&d) {
-            let title = p["title"].as_str().expect("panel title");
-            for t in p["targets"].as_array().expect("targets") {
-                let r = t["refId"].as_str().expect("refId");
-                out.push((format!("{uid} / {title} / {r}"), t.clone()));
-            }
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -849,10 +801,7 @@ fn expectations(f: &FixtureFacts, x: f64) -> BTreeMap<String, Check> {
 }
 
 fn substitute(expr: &str) -> String {
-    expr.replace("$project", PROJECT)
-        .replace("$branch", BRANCH)
-        .replace("$__rate_interval", WINDOW)
-        .replace("$__range", WINDOW)
+    grafana::substitute(expr, PROJECT, BRANCH, WINDOW)
 }
 
 fn last_values(data: &Value, end: f64) -> Result<Vec<Series>, String> {
@@ -1174,9 +1123,9 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
     }
     // The trend rules (5 m group) evaluated by hand on the same data must not error either.
     for expr in [
-        format!("ptc:pytest_timing_violations:per_run_1w{{{sel}}} or sum by (job, project, branch) (increase(pytest_timing_violations_total{{{sel}}}[1w])) / sum by (job, project, branch) (increase(pytest_runs_total{{{sel}}}[1w]))"),
-        format!("quantile_over_time(0.5, ci_test_suite_duration_seconds{{{sel}}}[1d])"),
-        format!("quantile_over_time(0.5, pytest_test_case_duration_seconds{{{sel}}}[7d])"),
+        format!("ptc:pytest_timing_violations:per_run_1w{{{sel}}} or sum by (job, project, branch) (increase(pytest_timing_violations_total{{{sel}}}[1w])) / sum by (job, project, branch) (max without (shard) (increase(pytest_runs_total{{{sel}}}[1w])))"),
+        format!("quantile_over_time(0.5, max without (shard) (ci_test_suite_duration_seconds{{{sel}}})[1d:])"),
+        format!("quantile_over_time(0.5, max without (shard) (pytest_test_case_duration_seconds{{{sel}}})[7d:])"),
     ] {
         let (code, v) = prom.query_raw(&expr);
         let n = v["data"]["result"].as_array().map(Vec::len).unwrap_or(0);

@@ -554,11 +554,19 @@ fn github_actions_example_pushes_and_soft_fails() {
 
     let pg = Pushgateway::start();
     let dir = ci_workdir();
-    let env = [
+    // As on GitHub: the job's id is detected (label ci_job), the cleanup job's id differs.
+    let github = |job: &str| {
+        vec![
+            ("GITHUB_ACTIONS", "true".to_string()),
+            ("GITHUB_JOB", job.to_string()),
+        ]
+    };
+    let mut env = vec![
         ("PTC_METRICS_GATEWAY", pg.url.clone()),
         ("PTC_METRICS_BASIC_AUTH_USER", String::new()),
         ("PTC_METRICS_BASIC_AUTH_PASSWORD", String::new()),
     ];
+    env.extend(github("pytest"));
     let (ok, out) = run_bash(dir.path(), &run, &env);
     if !ok {
         problems.push(format!("push step failed:\n{out}"));
@@ -567,8 +575,71 @@ fn github_actions_example_pushes_and_soft_fails() {
     if runs.len() != 1
         || !runs[0].contains("project=\"gha-example\"")
         || !runs[0].contains("python_version=\"3.12\"")
+        || !runs[0].contains("ci_job=\"pytest\"")
+        || runs[0].contains("shard=")
     {
         problems.push(format!("gateway after the push step: {runs:?}\n{out}"));
+    }
+    // The sharded job: each of the 4 matrix entries pushes its own group.
+    let tests = wf["jobs"]["pytest-sharded"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Run tests")
+        .expect("Run tests step of pytest-sharded");
+    let shards = strs(&wf["jobs"]["pytest-sharded"]["strategy"]["matrix"]["shard"]);
+    let shards: Vec<String> = if shards.is_empty() {
+        wf["jobs"]["pytest-sharded"]["strategy"]["matrix"]["shard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string())
+            .collect()
+    } else {
+        shards
+    };
+    if shards != ["1", "2", "3", "4"]
+        || !tests["run"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--splits 4 --group ${{ matrix.shard }}")
+    {
+        problems.push(format!(
+            "pytest-sharded must split over matrix.shard 1..4 with pytest-split: {shards:?} {}",
+            tests["run"]
+        ));
+    }
+    for shard in &shards {
+        let mut subst = subst.to_vec();
+        subst.push(("matrix.shard", shard.as_str()));
+        let (step, run) = github_step(&wf, "pytest-sharded", "Push test metrics", &subst);
+        if step["continue-on-error"] != true || !run.contains("--soft-fail") {
+            problems.push("sharded push step must soft-fail".into());
+        }
+        let mut env = env.clone();
+        env.retain(|(k, _)| *k != "GITHUB_JOB");
+        env.push(("GITHUB_JOB", "pytest-sharded".into()));
+        let (ok, out) = run_bash(dir.path(), &run, &env);
+        if !ok {
+            problems.push(format!("sharded push step {shard} failed:\n{out}"));
+        }
+    }
+    let mut sharded: Vec<String> = pg
+        .metric_lines("pytest_runs_total")
+        .into_iter()
+        .filter(|l| l.contains("ci_job=\"pytest-sharded\""))
+        .map(|l| {
+            l.split("shard=\"")
+                .nth(1)
+                .map(|r| r[..r.find('"').unwrap()].to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    sharded.sort();
+    if sharded != ["1/4", "2/4", "3/4", "4/4"] {
+        problems.push(format!(
+            "gateway after the sharded push steps: one group per shard wanted, got {sharded:?}"
+        ));
     }
     // Gateway down: the step still succeeds.
     let dead = format!("http://127.0.0.1:{}", free_port());
@@ -582,21 +653,24 @@ fn github_actions_example_pushes_and_soft_fails() {
             "push step with the gateway down must not fail the job:\n{out}"
         ));
     }
-    // Branch deleted: the cleanup job removes the group.
-    let cleanup = wf["jobs"]["cleanup"]["steps"][1]["run"]
-        .as_str()
-        .unwrap_or_default()
-        .replace("${{ github.event.repository.name }}", "gha-example")
-        .replace("${{ github.event.ref }}", "main")
-        .replace("${{ matrix.python-version }}", "3.12");
-    let (ok, out) = run_bash(
-        dir.path(),
-        &cleanup,
-        &[("PTC_METRICS_GATEWAY", pg.url.clone())],
-    );
-    if !ok || !pg.metric_lines("pytest_runs_total").is_empty() {
+    // Branch deleted: the cleanup job (its own GITHUB_JOB) removes every group.
+    let fill = |run: &str| {
+        run.replace("${{ github.event.repository.name }}", "gha-example")
+            .replace("${{ github.event.ref }}", "main")
+            .replace("${{ matrix.python-version }}", "3.12")
+    };
+    let steps = wf["jobs"]["cleanup"]["steps"].as_array().unwrap().clone();
+    for step in &steps[1..] {
+        let mut env = vec![("PTC_METRICS_GATEWAY", pg.url.clone())];
+        env.extend(github("cleanup"));
+        let (ok, out) = run_bash(dir.path(), &fill(step["run"].as_str().unwrap()), &env);
+        if !ok {
+            problems.push(format!("cleanup step failed: {out}"));
+        }
+    }
+    if !pg.metric_lines("pytest_runs_total").is_empty() {
         problems.push(format!(
-            "cleanup job did not delete the group: {out}\n{:?}",
+            "cleanup job did not delete every group: {:?}",
             pg.metric_lines("pytest_runs_total")
         ));
     }
@@ -654,6 +728,108 @@ fn gitlab_ci_example_pushes_and_soft_fails() {
         dir.path(),
         &script,
         &vars(format!("http://127.0.0.1:{}", free_port())),
+    );
+    if !ok {
+        problems.push(format!(
+            "push job with the gateway down must not fail:\n{out}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn gitlab_ci_sharded_example_detects_each_shard() {
+    let path = examples().join("gitlab-ci/.gitlab-ci.yml");
+    let ci = yaml(&path);
+    let mut problems = Vec::new();
+    let (tests, push) = (&ci["pytest-sharded"], &ci["push-sharded-metrics"]);
+    let n = tests["parallel"].as_u64().unwrap_or(0);
+    if n < 2 || push["parallel"] != tests["parallel"] {
+        problems.push(format!(
+            "pytest-sharded and push-sharded-metrics must run as the same `parallel: N`: {} vs {}",
+            tests["parallel"], push["parallel"]
+        ));
+    }
+    let pytest = strs(&tests["script"]).join("\n");
+    for want in [
+        "--splits \"$CI_NODE_TOTAL\" --group \"$CI_NODE_INDEX\"",
+        "--junitxml=reports/shard-$CI_NODE_INDEX/junit.xml",
+        "--test-size-report-file=reports/shard-$CI_NODE_INDEX/size-report.json",
+        "--cov-report=xml:reports/shard-$CI_NODE_INDEX/coverage.xml",
+    ] {
+        if !pytest.contains(want) {
+            problems.push(format!("pytest-sharded lacks {want}"));
+        }
+    }
+    if push["when"] != "always" || push["allow_failure"] != true {
+        problems.push("push-sharded-metrics must run always and be allowed to fail".into());
+    }
+    let script = strs(&push["script"]).join("\n");
+    // The artifacts of every shard, as `needs: pytest-sharded` brings them.
+    let dir = ci_workdir();
+    for i in 1..=n {
+        let d = dir.path().join(format!("reports/shard-{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["junit.xml", "size-report.json", "coverage.xml"] {
+            std::fs::copy(dir.path().join("reports").join(f), d.join(f)).unwrap();
+        }
+    }
+    let pg = Pushgateway::start();
+    // Each job as GitLab runs it: named "push-sharded-metrics I/N", with CI_NODE_INDEX/TOTAL.
+    let vars = |gw: &str, i: u64| {
+        vec![
+            ("PTC_METRICS_GATEWAY", gw.to_string()),
+            ("PTC_METRICS_RETRIES", "0".to_string()),
+            ("GITLAB_CI", "true".to_string()),
+            ("CI_JOB_NAME", format!("push-sharded-metrics {i}/{n}")),
+            ("CI_NODE_INDEX", i.to_string()),
+            ("CI_NODE_TOTAL", n.to_string()),
+            ("CI_PROJECT_PATH_SLUG", "group-gl-example".to_string()),
+            ("CI_COMMIT_BRANCH", "main".to_string()),
+        ]
+    };
+    for i in 1..=n {
+        let (ok, out) = run_bash(dir.path(), &script, &vars(&pg.url, i));
+        if !ok {
+            problems.push(format!("push job {i}/{n} failed:\n{out}"));
+        }
+    }
+    let shard_of = |l: &str| {
+        l.split("shard=\"")
+            .nth(1)
+            .map(|r| r[..r.find('"').unwrap()].to_string())
+            .unwrap_or_default()
+    };
+    let mut groups: Vec<String> = pg
+        .metric_lines("pytest_runs_total")
+        .iter()
+        .map(|l| {
+            if !l.contains("ci_job=\"push-sharded-metrics\"") {
+                problems.push(format!("the shards must share ci_job: {l}"));
+            }
+            shard_of(l)
+        })
+        .collect();
+    groups.sort();
+    let want: Vec<String> = (1..=n).map(|i| format!("{i}/{n}")).collect();
+    if groups != want {
+        problems.push(format!(
+            "one group per detected shard: want {want:?}, got {groups:?}"
+        ));
+    }
+    // The run's coverage comes with shard 1 only.
+    let cov: Vec<String> = pg
+        .metric_lines("test_coverage_percentage")
+        .iter()
+        .map(|l| shard_of(l))
+        .collect();
+    if cov != [format!("1/{n}")] {
+        problems.push(format!("coverage must come with shard 1 only: {cov:?}"));
+    }
+    let (ok, out) = run_bash(
+        dir.path(),
+        &script,
+        &vars(&format!("http://127.0.0.1:{}", free_port()), 2),
     );
     if !ok {
         problems.push(format!(

@@ -4,7 +4,8 @@
 //! The copy is made in a hidden temporary directory and renamed into place, so a backfill
 //! (which skips hidden entries) never sees half a run. Archiving the same reports twice
 //! keeps the first copy. The commit and CI run id go into `run.json` only, never into
-//! labels.
+//! labels; the group's labels (the `shard` of a split run among them) go into its
+//! `labels`, so that a backfill writes the run to the group it was pushed to.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,17 +14,8 @@ use std::path::{Path, PathBuf};
 
 use super::parse::run_id;
 use super::runmeta::{self, Files, RunMeta, Timestamp};
-use crate::config::GroupConfig;
+use crate::config::{ArchiveConfig, GroupConfig};
 use crate::read::{source, Inputs, Kind};
-
-/// Where and what to archive (`--archive`, plus what the CI environment tells).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ArchiveConfig {
-    pub dir: PathBuf,
-    pub commit: Option<String>,
-    pub run_id: Option<String>,
-    pub ci_provider: Option<String>,
-}
 
 /// The run could not be archived.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +190,7 @@ mod tests {
                 ("project".into(), "acme/shop".into()),
                 ("branch".into(), "feature/x".into()),
                 ("ci_job".into(), "tests".into()),
+                ("shard".into(), "2/4".into()),
                 ("os".into(), "".into()),
             ],
         };
@@ -218,7 +211,10 @@ mod tests {
         assert_eq!(meta.branch.as_deref(), Some("feature/x"));
         assert_eq!(
             meta.labels,
-            BTreeMap::from([("ci_job".into(), "tests".into())])
+            BTreeMap::from([
+                ("ci_job".into(), "tests".into()),
+                ("shard".into(), "2/4".into())
+            ])
         );
         assert_eq!(meta.commit.as_deref(), Some("abc123"));
         assert_eq!(meta.timestamp_seconds().unwrap(), Some(1_795_703_214.052));
@@ -232,7 +228,7 @@ mod tests {
         let g = crate::backfill::parse::group_of(&meta, &Defaults::default()).unwrap();
         assert_eq!(
             crate::backfill::parse::group_key(&g.series_labels()),
-            r#"{branch="feature/x",ci_job="tests",job="pytest",project="acme/shop"}"#
+            r#"{branch="feature/x",ci_job="tests",job="pytest",project="acme/shop",shard="2/4"}"#
         );
         // No temporary directory is left.
         assert_eq!(fs::read_dir(&cfg.dir).unwrap().count(), 1);

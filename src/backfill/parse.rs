@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::discover::Candidate;
 use super::runmeta::{self, RunMeta};
-use crate::config::GroupConfig;
+use crate::config::{GroupConfig, Shard};
 use crate::derive::metrics::Labels;
 use crate::derive::{summarize, DeriveConfig, Summary};
 use crate::read::{read_run_with, source, Inputs, Kind, ReadError, ReadOptions};
@@ -275,7 +275,9 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
     })))
 }
 
-/// The run's group: `run.json` values first, then the command's defaults.
+/// The run's group: `run.json` values first, then the command's defaults. A `shard` label
+/// is written as ptc-metrics writes it (`2/4`, none for `1/1`), so that a hand-written
+/// `02/4` does not make a group of its own.
 pub fn group_of(meta: &RunMeta, d: &Defaults) -> Result<GroupConfig, String> {
     let mut grouping = Vec::new();
     if let Some(p) = meta.project.clone().or_else(|| d.project.clone()) {
@@ -287,6 +289,12 @@ pub fn group_of(meta: &RunMeta, d: &Defaults) -> Result<GroupConfig, String> {
     let mut labels: BTreeMap<String, String> = d.labels.iter().cloned().collect();
     for (k, v) in &meta.labels {
         labels.insert(k.clone(), v.clone());
+    }
+    if let Some(v) = labels.remove(Shard::LABEL) {
+        let shard = Shard::parse(&v).map_err(|e| format!("shard {e}"))?;
+        if let Some(v) = shard.label_value() {
+            labels.insert(Shard::LABEL.to_string(), v);
+        }
     }
     grouping.extend(labels);
     Ok(GroupConfig {
@@ -386,6 +394,47 @@ mod tests {
         }
         let d = super::super::discover::discover(&[dir.display().to_string()]).unwrap();
         d.candidates.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_shard_keeps_its_group() {
+        let meta = |labels: &[(&str, &str)]| RunMeta {
+            project: Some("shop".into()),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..RunMeta::default()
+        };
+        let key = |m: &RunMeta, d: &Defaults| group_of(m, d).map(|g| group_key(&g.series_labels()));
+        let none = Defaults::default();
+        // As push --archive writes it, and a hand-written one with leading zeros.
+        assert_eq!(
+            key(&meta(&[("shard", "2/4")]), &none).unwrap(),
+            r#"{job="pytest",project="shop",shard="2/4"}"#
+        );
+        assert_eq!(
+            key(&meta(&[("shard", "02/04")]), &none).unwrap(),
+            r#"{job="pytest",project="shop",shard="2/4"}"#
+        );
+        // 1/1 is a run in one piece: no label.
+        assert_eq!(
+            key(&meta(&[("shard", "1/1")]), &none).unwrap(),
+            r#"{job="pytest",project="shop"}"#
+        );
+        // backfill --shard labels the runs whose run.json has none, and never overrides one.
+        let d = Defaults {
+            labels: vec![("shard".into(), "3/4".into())],
+            ..Defaults::default()
+        };
+        assert_eq!(
+            key(&meta(&[]), &d).unwrap(),
+            r#"{job="pytest",project="shop",shard="3/4"}"#
+        );
+        assert_eq!(
+            key(&meta(&[("shard", "1/4")]), &d).unwrap(),
+            r#"{job="pytest",project="shop",shard="1/4"}"#
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   "job": "pytest",
 //!   "project": "acme/shop",
 //!   "branch": "main",
-//!   "labels": {"ci_job": "tests", "python_version": "3.12"},
+//!   "labels": {"ci_job": "tests", "shard": "2/4", "python_version": "3.12"},
 //!   "timestamp": "2026-11-26T14:26:54Z",
 //!   "commit": "4f2a…", "run_id": "4711", "ci_provider": "github-actions",
 //!   "junit_prefix": "",
@@ -17,7 +17,9 @@
 //! ```
 //!
 //! `commit`, `run_id` and `ci_provider` are kept for people and never become labels (no
-//! per-run value is ever a label, METRICS.md §3). Unknown fields are an error, so that a
+//! per-run value is ever a label, METRICS.md §3). A shard of a run split over parallel jobs
+//! keeps its `shard` label (`INDEX/TOTAL`, counted from 1) among the labels, so that a
+//! backfill gives it the group it was pushed to. Unknown fields are an error, so that a
 //! misspelt `"brnach"` is not silently ignored; free text goes into `"notes"`.
 
 use std::collections::BTreeMap;
@@ -25,7 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::check_label_name;
+use crate::config::{check_label_name, Shard};
 use crate::read::junit::parse_timestamp;
 
 /// The file name looked for in a run's directory.
@@ -112,6 +114,9 @@ impl RunMeta {
             }
             check_label_name(k, "\"labels\"").map_err(|e| e.0)?;
         }
+        if let Some(v) = self.labels.get(Shard::LABEL) {
+            Shard::parse(v).map_err(|e| format!("\"labels\": shard {e}"))?;
+        }
         self.timestamp_seconds()?;
         if let Some(f) = &self.files {
             for p in f.junit.iter().chain(&f.size_report).chain(&f.coverage) {
@@ -183,6 +188,16 @@ mod tests {
         assert!(e.contains("not a valid label name"), "{e}");
         let e = parse(r#"{"timestamp":"yesterday"}"#).unwrap_err();
         assert!(e.contains("not an ISO 8601"), "{e}");
+        let e = parse(r#"{"labels":{"shard":"5/4"}}"#).unwrap_err();
+        assert_eq!(
+            e,
+            "\"labels\": shard 5/4: INDEX must be between 1 and TOTAL (4)"
+        );
+        let e = parse(r#"{"labels":{"shard":"2"}}"#).unwrap_err();
+        assert_eq!(
+            e,
+            "\"labels\": shard \"2\": not INDEX/TOTAL; write e.g. 2/4 for the second of 4 parallel jobs"
+        );
         let e = parse(r#"{"version":2}"#).unwrap_err();
         assert!(e.contains("newer"), "{e}");
         let e = parse(r#"{"files":{"junit":["../x.xml"]}}"#).unwrap_err();

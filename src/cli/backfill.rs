@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use reqwest::Url;
 
-use super::{redact_str, DeriveArgs, GatewayArgs};
+use super::{redact_str, DeriveArgs, GatewayArgs, GroupArgs};
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
-use crate::config::{check_label_name, ConfigError};
+use crate::ci_env::CiContext;
+use crate::config::{ConfigError, Shard};
 use crate::sink::remote_write::RemoteWriteConfig;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -24,7 +25,8 @@ pub enum ProgressArg {
 #[command(
     after_help = "A run is one directory: its JUnit XML report(s), the size report (a *size*.json) and \
 coverage.xml beside them, and an optional run.json (project, branch, labels, timestamp; written by \
-`ptc-metrics push --archive DIR`). Quote glob patterns. Each run's samples carry its own timestamp; \
+`ptc-metrics push --archive DIR`); --job, --project, --branch, --label and --shard label the runs \
+whose run.json does not set them. Quote glob patterns. Each run's samples carry its own timestamp; \
 --state FILE makes repeated backfills deliver every run exactly once. See docs/backfill.md.
 
 Exit status: 0 success; 2 bad usage or unreadable state; 3 delivery failed (the next backfill resumes); \
@@ -89,28 +91,8 @@ pub struct BackfillArgs {
     /// again (only when the destination refused it for good).
     #[arg(long, env = "PTC_METRICS_DISCARD_PENDING")]
     pub discard_pending: bool,
-    /// Job label of runs whose run.json names none.
-    #[arg(
-        long,
-        value_name = "JOB",
-        env = "PTC_METRICS_JOB",
-        default_value = "pytest"
-    )]
-    pub job: String,
-    /// Project label of runs whose run.json names none.
-    #[arg(long, value_name = "NAME", env = "PTC_METRICS_PROJECT")]
-    pub project: Option<String>,
-    /// Branch label of runs whose run.json names none.
-    #[arg(long, value_name = "NAME", env = "PTC_METRICS_BRANCH")]
-    pub branch: Option<String>,
-    /// Extra label for runs whose run.json does not set it, repeatable: --label os=linux.
-    #[arg(
-        long = "label",
-        value_name = "K=V",
-        env = "PTC_METRICS_LABELS",
-        value_delimiter = ','
-    )]
-    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// The --junitprefix given to pytest, for runs whose run.json names none.
     #[arg(
         long,
@@ -241,27 +223,15 @@ impl BackfillArgs {
                 "no destination: give --remote-write URL, --openmetrics FILE or --gateway URL (or --dry-run to list the runs)".into(),
             ));
         };
-        if self.job.is_empty() {
-            return Err(ConfigError("--job: the job name must not be empty".into()));
-        }
-        let mut labels: Vec<(String, String)> = Vec::new();
-        for l in &self.labels {
-            let Some((k, v)) = l.split_once('=') else {
-                return Err(ConfigError(format!(
-                    "--label: {l:?} is not of the form name=value"
-                )));
-            };
-            let k = k.trim();
-            check_label_name(k, "--label")?;
-            if k == "project" || k == "branch" {
-                return Err(ConfigError(format!(
-                    "--label: use --{k} to set the {k} label"
-                )));
-            }
-            if labels.iter().any(|(e, _)| e == k) {
-                return Err(ConfigError(format!("--label: {k:?} is given twice")));
-            }
-            labels.push((k.to_string(), v.to_string()));
+        // No CI detection: the archived runs are not this job's.
+        let job = self.group.job()?;
+        let mut labels = self.group.labels()?;
+        if let Some(v) = self
+            .group
+            .shard(&CiContext::default())?
+            .and_then(|s| s.label_value())
+        {
+            labels.push((Shard::LABEL.to_string(), v));
         }
         let batch_bytes =
             parse_size(&self.batch_size).map_err(|e| ConfigError(format!("--batch-size: {e}")))?;
@@ -277,9 +247,9 @@ impl BackfillArgs {
             dry_run: self.dry_run,
             derive,
             defaults: Defaults {
-                job: self.job,
-                project: self.project,
-                branch: self.branch,
+                job,
+                project: self.group.project,
+                branch: self.group.branch,
                 labels,
                 junit_prefix: self.junit_prefix,
             },
@@ -347,6 +317,17 @@ mod tests {
         assert_eq!(c.defaults.project.as_deref(), Some("shop"));
         assert_eq!(c.defaults.labels, vec![("os".into(), "linux".into())]);
         assert!(c.jobs >= 1);
+        // --shard labels the runs whose run.json names none, like --label.
+        let c = cfg(&["a", "--dry-run", "--shard", "2/4", "--label", "os=linux"]).unwrap();
+        assert_eq!(
+            c.defaults.labels,
+            vec![
+                ("os".into(), "linux".into()),
+                ("shard".into(), "2/4".into())
+            ]
+        );
+        let c = cfg(&["a", "--dry-run", "--shard", "1/1"]).unwrap();
+        assert!(c.defaults.labels.is_empty());
         let c = cfg(&["a", "--openmetrics", "out.om"]).unwrap();
         assert_eq!(c.sink, SinkConfig::OpenMetrics("out.om".into()));
         assert_eq!(cfg(&["a", "--dry-run"]).unwrap().sink, SinkConfig::None);
@@ -387,6 +368,23 @@ mod tests {
             "--batch-size: \"64\" must be between 1KiB and 16MiB"
         );
         assert!(cfg(&["--dry-run"]).is_err(), "a source is required");
+        assert_eq!(
+            cfg(&["a", "--dry-run", "--shard", "5/4"]).unwrap_err().0,
+            "--shard 5/4: INDEX must be between 1 and TOTAL (4)"
+        );
+        assert_eq!(
+            cfg(&["a", "--dry-run", "--label", "shard=1/2"])
+                .unwrap_err()
+                .0,
+            "--label: use --shard to set the shard label"
+        );
+        assert_eq!(
+            cfg(&["a", "--dry-run", "--job", ""]).unwrap_err().0,
+            "--job: the job name must not be empty"
+        );
+        // Backfill never reads the CI environment: the archived runs are not this job's.
+        let err = cfg(&["a", "--dry-run", "--no-ci-detect"]).unwrap_err().0;
+        assert!(err.contains("--no-ci-detect"), "{err}");
     }
 
     #[test]

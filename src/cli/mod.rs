@@ -19,7 +19,10 @@ use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 
 use crate::ci_env::CiContext;
-use crate::config::{check_label_name, parse_buckets, parse_duration, ConfigError, GroupConfig};
+use crate::config::{
+    check_label_name, parse_buckets, parse_duration, ConfigError, GroupConfig, Shard,
+};
+use crate::derive::metrics::Labels;
 use crate::derive::{DeriveConfig, PerTestConfig, DEFAULT_BUCKETS};
 use crate::read::Inputs;
 use crate::sink::http::{Auth, HttpConfig, Secret};
@@ -131,6 +134,8 @@ pub struct DeriveArgs {
     pub max_coverage_files: usize,
 }
 
+/// The group flags of every command that names a group (push, delete, backfill): one
+/// struct, so they mean and say the same everywhere.
 #[derive(Debug, Args)]
 pub struct GroupArgs {
     /// The job label (first part of the Pushgateway grouping key).
@@ -141,10 +146,10 @@ pub struct GroupArgs {
         default_value = "pytest"
     )]
     pub job: String,
-    /// Project label (default: detected from the CI environment).
+    /// Project label (push and delete: detected from the CI environment when not given).
     #[arg(long, value_name = "NAME", env = "PTC_METRICS_PROJECT")]
     pub project: Option<String>,
-    /// Branch label (default: detected from the CI environment).
+    /// Branch label (push and delete: detected from the CI environment when not given).
     #[arg(long, value_name = "NAME", env = "PTC_METRICS_BRANCH")]
     pub branch: Option<String>,
     /// Extra grouping label, repeatable: --label python_version=3.12 --label os=linux.
@@ -155,9 +160,31 @@ pub struct GroupArgs {
         value_delimiter = ','
     )]
     pub labels: Vec<String>,
-    /// Do not read project, branch and CI job from CI environment variables.
+    /// This job's part of a run split over parallel jobs, INDEX/TOTAL counted from 1 (2/4:
+    /// the second of 4). Each shard is its own group, labelled shard="2/4" (no label when
+    /// TOTAL is 1). push and delete detect it from GitLab, CircleCI, Buildkite and Azure
+    /// parallel jobs when not given; on GitHub Actions and Jenkins pass it from the matrix.
+    #[arg(long, value_name = "INDEX/TOTAL", env = "PTC_METRICS_SHARD")]
+    pub shard: Option<String>,
+}
+
+/// `--no-ci-detect`, for the commands that read the CI environment (push, delete).
+#[derive(Debug, Args)]
+pub struct CiDetectArgs {
+    /// Do not read project, branch, CI job and shard from CI environment variables.
     #[arg(long, env = "PTC_METRICS_NO_CI_DETECT")]
     pub no_ci_detect: bool,
+}
+
+impl CiDetectArgs {
+    /// What the CI environment says, or nothing with --no-ci-detect.
+    pub fn context(&self, ci: &CiContext) -> CiContext {
+        if self.no_ci_detect {
+            CiContext::default()
+        } else {
+            ci.clone()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -263,24 +290,43 @@ impl DeriveArgs {
 }
 
 impl GroupArgs {
-    /// The group, with project/branch/CI job from `ci` where no flag gave them.
+    /// The group, with project, branch, CI job and shard from `ci` where no flag gave them
+    /// (pass `CiContext::default()` for none). Label order: project, branch, ci_job, shard,
+    /// then the --label ones.
     pub fn config(&self, ci: &CiContext) -> Result<GroupConfig, ConfigError> {
+        let job = self.job()?;
+        let mut grouping = Vec::new();
+        if let Some(p) = self.project.clone().or_else(|| ci.project.clone()) {
+            grouping.push(("project".to_string(), p));
+        }
+        if let Some(b) = self.branch.clone().or_else(|| ci.branch.clone()) {
+            grouping.push(("branch".to_string(), b));
+        }
+        let explicit = self.labels()?;
+        if let Some(j) = &ci.job {
+            if !explicit.iter().any(|(k, _)| k == "ci_job") {
+                grouping.push(("ci_job".to_string(), j.clone()));
+            }
+        }
+        if let Some(v) = self.shard(ci)?.and_then(|s| s.label_value()) {
+            grouping.push((Shard::LABEL.to_string(), v));
+        }
+        grouping.extend(explicit);
+        Ok(GroupConfig { job, grouping })
+    }
+
+    /// `--job`, checked.
+    pub fn job(&self) -> Result<String, ConfigError> {
         if self.job.is_empty() {
             return Err(ConfigError("--job: the job name must not be empty".into()));
         }
-        let ci = if self.no_ci_detect {
-            CiContext::default()
-        } else {
-            ci.clone()
-        };
-        let mut grouping = Vec::new();
-        if let Some(p) = self.project.clone().or(ci.project) {
-            grouping.push(("project".to_string(), p));
-        }
-        if let Some(b) = self.branch.clone().or(ci.branch) {
-            grouping.push(("branch".to_string(), b));
-        }
-        let mut explicit = Vec::new();
+        Ok(self.job.clone())
+    }
+
+    /// The `--label k=v` list, checked: valid names, none twice, none that has a flag of
+    /// its own (project, branch, shard) or that ptc-metrics writes itself.
+    pub fn labels(&self) -> Result<Labels, ConfigError> {
+        let mut out: Labels = Vec::new();
         for l in &self.labels {
             let Some((k, v)) = l.split_once('=') else {
                 return Err(ConfigError(format!(
@@ -289,26 +335,32 @@ impl GroupArgs {
             };
             let k = k.trim();
             check_label_name(k, "--label")?;
-            if k == "project" || k == "branch" {
+            if k == "project" || k == "branch" || k == Shard::LABEL {
                 return Err(ConfigError(format!(
                     "--label: use --{k} to set the {k} label"
                 )));
             }
-            if explicit.iter().any(|(e, _): &(String, String)| e == k) {
+            if out.iter().any(|(e, _)| e == k) {
                 return Err(ConfigError(format!("--label: {k:?} is given twice")));
             }
-            explicit.push((k.to_string(), v.to_string()));
+            out.push((k.to_string(), v.to_string()));
         }
-        if let Some(j) = ci.job {
-            if !explicit.iter().any(|(k, _)| k == "ci_job") {
-                grouping.push(("ci_job".to_string(), j));
-            }
+        Ok(out)
+    }
+
+    /// The shard: `--shard` when given (it wins, `--shard 1/1` says "not split"), else what
+    /// the CI's parallel-job variables in `ci` say.
+    pub fn shard(&self, ci: &CiContext) -> Result<Option<Shard>, ConfigError> {
+        match (&self.shard, &ci.shard) {
+            (Some(s), _) => Shard::parse(s)
+                .map(Some)
+                .map_err(|e| ConfigError(format!("--shard {e}"))),
+            (None, Some(c)) => c
+                .shard()
+                .map(Some)
+                .map_err(|e| ConfigError(format!("shard detected from the CI environment: {e}"))),
+            (None, None) => Ok(None),
         }
-        grouping.extend(explicit);
-        Ok(GroupConfig {
-            job: self.job.clone(),
-            grouping,
-        })
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
+use super::{CiDetectArgs, DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink};
 use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
@@ -24,6 +24,8 @@ pub struct PushArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub group: GroupArgs,
+    #[command(flatten)]
+    pub detect: CiDetectArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
     #[command(flatten)]
@@ -48,7 +50,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "PATH", env = "PTC_METRICS_TEXTFILE")]
     pub textfile: Option<PathBuf>,
     /// Also copy the run's reports into a new directory under DIR, with a run.json holding
-    /// its project, branch, labels, timestamp, commit and CI run id, for `ptc-metrics backfill DIR`.
+    /// its project, branch, labels (shard included), timestamp, commit and CI run id, for
+    /// `ptc-metrics backfill DIR`.
     #[arg(long, value_name = "DIR", env = "PTC_METRICS_ARCHIVE")]
     pub archive: Option<PathBuf>,
 }
@@ -58,6 +61,8 @@ pub struct DeleteArgs {
     #[command(flatten)]
     pub group: GroupArgs,
     #[command(flatten)]
+    pub detect: CiDetectArgs,
+    #[command(flatten)]
     pub gateway: GatewayArgs,
     #[command(flatten)]
     pub deadline: DeadlineArgs,
@@ -65,9 +70,10 @@ pub struct DeleteArgs {
 
 impl PushArgs {
     pub fn into_config(self, ci: &CiContext) -> Result<PushConfig, ConfigError> {
+        let ci = self.detect.context(ci);
         let inputs = self.input.inputs()?;
         let derive = self.derive.config()?;
-        let group = self.group.config(ci)?;
+        let group = self.group.config(&ci)?;
         let mut http = self.gateway.http()?;
         self.deadline.apply(&mut http)?;
         let url = self.gateway.gateway_url()?;
@@ -98,18 +104,11 @@ impl PushArgs {
                 accumulate: !self.no_accumulate,
             }
         };
-        let archive = self.archive.map(|dir| {
-            let ci = if self.group.no_ci_detect {
-                CiContext::default()
-            } else {
-                ci.clone()
-            };
-            crate::backfill::archive::ArchiveConfig {
-                dir,
-                commit: ci.commit,
-                run_id: ci.run_id,
-                ci_provider: ci.provider.map(str::to_string),
-            }
+        let archive = self.archive.map(|dir| crate::config::ArchiveConfig {
+            dir,
+            commit: ci.commit.clone(),
+            run_id: ci.run_id.clone(),
+            ci_provider: ci.provider.map(str::to_string),
         });
         Ok(PushConfig {
             inputs,
@@ -149,7 +148,7 @@ fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
 
 impl DeleteArgs {
     pub fn into_config(self, ci: &CiContext) -> Result<DeleteConfig, ConfigError> {
-        let group = self.group.config(ci)?;
+        let group = self.group.config(&self.detect.context(ci))?;
         let mut http = self.gateway.http()?;
         self.deadline.apply(&mut http)?;
         let Some(url) = self.gateway.gateway_url()? else {
@@ -276,6 +275,150 @@ mod tests {
                 ("branch".into(), "dev".into()),
                 ("ci_job".into(), "tests".into())
             ]
+        );
+    }
+
+    fn push_in(ci: &CiContext, args: &[&str]) -> Result<PushConfig, ConfigError> {
+        let mut v = vec!["ptc-metrics", "push", "r.xml", "--dry-run"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().command {
+            Command::Push(p) => p.into_config(ci),
+            _ => unreachable!(),
+        }
+    }
+
+    fn circle(index: &str, total: &str) -> CiContext {
+        crate::ci_env::detect(&|k: &str| {
+            match k {
+                "CIRCLECI" => Some("true"),
+                "CIRCLE_PROJECT_REPONAME" => Some("shop"),
+                "CIRCLE_JOB" => Some("test"),
+                "CIRCLE_NODE_INDEX" => Some(index),
+                "CIRCLE_NODE_TOTAL" => Some(total),
+                _ => None,
+            }
+            .map(str::to_string)
+        })
+    }
+
+    #[test]
+    fn a_shard_is_its_own_group() {
+        let c = push(&[
+            "r.xml",
+            "--gateway",
+            "http://gw:9091",
+            "--project",
+            "app",
+            "--shard",
+            "2/4",
+            "--label",
+            "os=linux",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.group.grouping,
+            vec![
+                ("project".into(), "app".into()),
+                ("shard".into(), "2/4".into()),
+                ("os".into(), "linux".into())
+            ]
+        );
+        let Delivery::Sinks {
+            pushgateway: Some(gw),
+            ..
+        } = c.delivery
+        else {
+            panic!()
+        };
+        assert_eq!(
+            gw.gateway.group_path(),
+            "/metrics/job/pytest/project/app/shard@base64/Mi80/os/linux"
+        );
+        // A run in one piece has no shard label.
+        let c = push_in(&CiContext::default(), &["--shard", "1/1"]).unwrap();
+        assert!(c.group.grouping.is_empty(), "{:?}", c.group.grouping);
+    }
+
+    #[test]
+    fn shard_detected_from_ci_but_the_flag_wins() {
+        // CircleCI counts from 0: node 1 of 3 is shard 2/3.
+        let ci = circle("1", "3");
+        let c = push_in(&ci, &[]).unwrap();
+        assert_eq!(
+            c.group.grouping,
+            vec![
+                ("project".into(), "shop".into()),
+                ("ci_job".into(), "test".into()),
+                ("shard".into(), "2/3".into())
+            ]
+        );
+        let c = push_in(&ci, &["--shard", "3/3"]).unwrap();
+        assert_eq!(c.group.grouping[2], ("shard".into(), "3/3".into()));
+        // --shard 1/1 says "not split" whatever the CI says; --no-ci-detect ignores the CI.
+        let c = push_in(&ci, &["--shard", "1/1"]).unwrap();
+        assert!(!c.group.grouping.iter().any(|(k, _)| k == "shard"));
+        let c = push_in(&ci, &["--no-ci-detect"]).unwrap();
+        assert!(c.group.grouping.is_empty(), "{:?}", c.group.grouping);
+        // Bad variables are an error naming them (two shards must never share a group),
+        // unless a flag makes them irrelevant.
+        let bad = circle("3", "3");
+        assert_eq!(
+            push_in(&bad, &[]).unwrap_err().0,
+            "shard detected from the CI environment: CIRCLE_NODE_INDEX=\"3\" and \
+             CIRCLE_NODE_TOTAL=\"3\" (counted from 0) do not name one of the parallel jobs; \
+             give --shard INDEX/TOTAL, or --no-ci-detect"
+        );
+        assert!(push_in(&bad, &["--shard", "3/3"]).is_ok());
+        assert!(push_in(&bad, &["--no-ci-detect"]).is_ok());
+    }
+
+    #[test]
+    fn shard_errors_name_the_flag_and_the_fix() {
+        let none = CiContext::default();
+        for (value, want) in [
+            ("5/4", "--shard 5/4: INDEX must be between 1 and TOTAL (4)"),
+            ("0/4", "--shard 0/4: INDEX counts from 1; the first of 4 jobs is 1/4"),
+            (
+                "1/0",
+                "--shard 1/0: TOTAL must be at least 1 (the number of parallel jobs)",
+            ),
+            (
+                "2",
+                "--shard \"2\": not INDEX/TOTAL; write e.g. 2/4 for the second of 4 parallel jobs",
+            ),
+            (
+                "two/four",
+                "--shard \"two/four\": not INDEX/TOTAL; write e.g. 2/4 for the second of 4 parallel jobs",
+            ),
+        ] {
+            assert_eq!(push_in(&none, &["--shard", value]).unwrap_err().0, want);
+        }
+        assert_eq!(
+            push_in(&none, &["--label", "shard=2/4"]).unwrap_err().0,
+            "--label: use --shard to set the shard label"
+        );
+    }
+
+    #[test]
+    fn delete_takes_the_same_group_flags() {
+        let cli = Cli::try_parse_from([
+            "ptc-metrics",
+            "delete",
+            "--gateway",
+            "http://gw:9091",
+            "--project",
+            "app",
+            "--shard",
+            "4/4",
+        ])
+        .unwrap();
+        let Command::Delete(d) = cli.command else {
+            panic!()
+        };
+        let c = d.into_config(&circle("0", "4")).unwrap();
+        assert_eq!(
+            c.gateway.group_path(),
+            "/metrics/job/pytest/project/app/ci_job/test/shard@base64/NC80"
         );
     }
 

@@ -21,6 +21,8 @@
 
 #![allow(dead_code)]
 
+pub mod grafana;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
