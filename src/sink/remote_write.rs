@@ -1,4 +1,4 @@
-//! Prometheus remote write 1.0 sink (PROTOCOLS.md §3): `POST` of a snappy-compressed
+//! Prometheus remote write 1.0 sink: `POST` of a snappy-compressed
 //! `WriteRequest` (built by `crate::encode::remote_write`) to a receiver: Prometheus
 //! `/api/v1/write` (`--web.enable-remote-write-receiver`), VictoriaMetrics `/api/v1/write`,
 //! Mimir/Cortex `/api/v1/push`, Thanos Receive `/api/v1/receive`. A tenant header
