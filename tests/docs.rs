@@ -352,3 +352,32 @@ fn md_names_and_links_are_found() {
     let links: Vec<String> = link_targets(text).into_iter().map(|(_, t)| t).collect();
     assert_eq!(links, vec!["../a.md#top", "c/d.md"]);
 }
+
+#[test]
+fn the_readme_says_how_to_install_before_its_first_example() {
+    let text = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let install = text
+        .find("cargo install --locked --path .")
+        .expect("README.md gives the install command `cargo install --locked --path .`");
+    assert!(
+        text.contains("~/.cargo/bin"),
+        "README.md says where the binary lands (~/.cargo/bin)"
+    );
+    let first_use = text
+        .lines()
+        .scan(0, |pos, l| {
+            let at = *pos;
+            *pos += l.len() + 1;
+            Some((at, l))
+        })
+        .find(|(_, l)| {
+            let t = l.trim_start();
+            t.starts_with("ptc-metrics ") || t.contains("run: ptc-metrics ")
+        })
+        .map(|(at, _)| at)
+        .expect("README.md has examples");
+    assert!(
+        install < first_use,
+        "README.md: the install command comes after the first example that runs ptc-metrics"
+    );
+}
