@@ -408,3 +408,59 @@ fn delivery_failure_exit_3_and_soft_fail() {
     let o = run(&["push", "/nonexistent.xml", "--gateway", &gw, "--soft-fail"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn each_command_shows_only_its_flags_and_the_defaults() {
+    let help = |cmd: &str| {
+        let o = run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help: {}", stderr(&o));
+        // Help is wrapped to the terminal: compare with single spaces.
+        stdout(&o).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let series_flags = [
+        "--buckets",
+        "--per-test-slower-than",
+        "--per-test-sample",
+        "--max-per-test-series",
+        "--max-coverage-files",
+    ];
+    let inspect = help("inspect");
+    for flag in series_flags {
+        assert!(
+            !inspect.contains(flag),
+            "inspect --help lists {flag}:\n{inspect}"
+        );
+    }
+    assert!(inspect.contains("--near-limit-ratio <RATIO>"), "{inspect}");
+    for cmd in ["push", "backfill"] {
+        let h = help(cmd);
+        for flag in series_flags {
+            assert!(h.contains(flag), "{cmd} --help lacks {flag}:\n{h}");
+        }
+        assert!(
+            h.contains("[default: 0.1,0.5,1,5,10,30,60,300,900]"),
+            "{cmd} --help shows no --buckets default:\n{h}"
+        );
+    }
+    // The default is the histogram the metrics use.
+    let d = fixtures().join("pytest-9.2");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let out = stdout(&o);
+    let le: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.starts_with("pytest_test_duration_seconds_bucket{")
+                && l.contains("outcome=\"passed\"")
+                && l.contains("size=\"unknown\"")
+        })
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        le,
+        ["0.1", "0.5", "1", "5", "10", "30", "60", "300", "900", "+Inf"]
+    );
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use reqwest::Url;
 
-use super::{redact_str, DeriveArgs, GatewayArgs};
+use super::{redact_str, DeriveArgs, GatewayArgs, SeriesArgs};
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::config::{check_label_name, ConfigError};
 use crate::sink::remote_write::RemoteWriteConfig;
@@ -123,6 +123,8 @@ pub struct BackfillArgs {
     pub gateway: GatewayArgs,
     #[command(flatten)]
     pub derive: DeriveArgs,
+    #[command(flatten)]
+    pub series: SeriesArgs,
 }
 
 /// Parses `1MiB`, `512KiB`, `64k`, `2M` or a number of bytes.
@@ -191,7 +193,7 @@ fn name_only(h: &str) -> &str {
 
 impl BackfillArgs {
     pub fn into_config(self) -> Result<BackfillConfig, ConfigError> {
-        let derive = self.derive.config()?;
+        let derive = self.derive.config(Some(&self.series))?;
         let mut http = self.gateway.http()?;
         for h in &self.headers {
             http.headers.push(parse_header(h)?);

@@ -64,7 +64,7 @@ impl InspectArgs {
         stdout_is_tty: bool,
     ) -> Result<InspectConfig, ConfigError> {
         let inputs = self.input.inputs()?;
-        let derive = self.derive.config()?;
+        let derive = self.derive.config(None)?;
         let choice = match self.color {
             ColorArg::Auto => ColourChoice::Auto,
             ColorArg::Always => ColourChoice::Always,

@@ -18,7 +18,7 @@ use reqwest::Url;
 
 use crate::ci_env::CiContext;
 use crate::config::{check_label_name, parse_buckets, parse_duration, ConfigError, GroupConfig};
-use crate::derive::{DeriveConfig, PerTestConfig, DEFAULT_BUCKETS};
+use crate::derive::{DeriveConfig, PerTestConfig};
 use crate::read::Inputs;
 use crate::sink::http::{Auth, HttpConfig, Secret};
 
@@ -88,6 +88,7 @@ pub struct InputArgs {
     pub junit_prefix: String,
 }
 
+/// Derivation flags every command that reads a run uses.
 #[derive(Debug, Args)]
 pub struct DeriveArgs {
     /// A test is "near its limit" at this share of its size's time limit.
@@ -98,9 +99,22 @@ pub struct DeriveArgs {
         default_value_t = 0.8
     )]
     pub near_limit_ratio: f64,
+}
+
+/// `--buckets` as its default is shown in the help: [`DEFAULT_BUCKETS`].
+pub const DEFAULT_BUCKETS_ARG: &str = "0.1,0.5,1,5,10,30,60,300,900";
+
+/// Flags that shape the series written (`push`, `backfill`); `inspect` writes none.
+#[derive(Debug, Args)]
+pub struct SeriesArgs {
     /// Upper bounds of the pytest_test_duration_seconds histogram, comma-separated.
-    #[arg(long, value_name = "LIST", env = "PTC_METRICS_BUCKETS")]
-    pub buckets: Option<String>,
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "PTC_METRICS_BUCKETS",
+        default_value = DEFAULT_BUCKETS_ARG
+    )]
+    pub buckets: String,
     /// Write pytest_test_case_duration_seconds for tests at least this slow (seconds).
     #[arg(long, value_name = "SECONDS", env = "PTC_METRICS_PER_TEST_SLOWER_THAN")]
     pub per_test_slower_than: Option<f64>,
@@ -220,21 +234,30 @@ impl InputArgs {
 }
 
 impl DeriveArgs {
-    pub fn config(&self) -> Result<DeriveConfig, ConfigError> {
+    /// The derivation; `series` gives the flags of commands that write series (`None`:
+    /// `inspect`, which writes none and keeps every coverage file for its own top-N list).
+    pub fn config(&self, series: Option<&SeriesArgs>) -> Result<DeriveConfig, ConfigError> {
         if !(self.near_limit_ratio > 0.0 && self.near_limit_ratio <= 1.0) {
             return Err(ConfigError(format!(
                 "--near-limit-ratio: {} must be above 0 and at most 1",
                 self.near_limit_ratio
             )));
         }
-        if let Some(r) = self.per_test_sample {
+        let Some(series) = series else {
+            return Ok(DeriveConfig {
+                near_limit_ratio: self.near_limit_ratio,
+                max_coverage_files: usize::MAX,
+                ..DeriveConfig::default()
+            });
+        };
+        if let Some(r) = series.per_test_sample {
             if !(0.0..=1.0).contains(&r) {
                 return Err(ConfigError(format!(
                     "--per-test-sample: {r} must be between 0 and 1"
                 )));
             }
         }
-        if let Some(t) = self.per_test_slower_than {
+        if let Some(t) = series.per_test_slower_than {
             if !t.is_finite() || t < 0.0 {
                 return Err(ConfigError(format!(
                     "--per-test-slower-than: {t} must be a number of seconds ≥ 0"
@@ -243,16 +266,13 @@ impl DeriveArgs {
         }
         Ok(DeriveConfig {
             near_limit_ratio: self.near_limit_ratio,
-            buckets: match &self.buckets {
-                Some(b) => parse_buckets(b)?,
-                None => DEFAULT_BUCKETS.to_vec(),
-            },
+            buckets: parse_buckets(&series.buckets)?,
             per_test: PerTestConfig {
-                slower_than: self.per_test_slower_than,
-                sample_rate: self.per_test_sample,
-                max_series: self.max_per_test_series,
+                slower_than: series.per_test_slower_than,
+                sample_rate: series.per_test_sample,
+                max_series: series.max_per_test_series,
             },
-            max_coverage_files: self.max_coverage_files,
+            max_coverage_files: series.max_coverage_files,
         })
     }
 }
@@ -365,5 +385,18 @@ pub(crate) fn redact_str(s: &str) -> String {
     match (s.find("://"), s.rfind('@')) {
         (Some(i), Some(j)) if j > i => format!("{}***@{}", &s[..i + 3], &s[j + 1..]),
         _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buckets_default_shown_is_the_default_used() {
+        assert_eq!(
+            parse_buckets(DEFAULT_BUCKETS_ARG).unwrap(),
+            crate::derive::DEFAULT_BUCKETS.to_vec()
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
+use super::{DeriveArgs, GatewayArgs, GroupArgs, InputArgs, SeriesArgs};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink};
 use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
@@ -28,6 +28,8 @@ pub struct PushArgs {
     pub gateway: GatewayArgs,
     #[command(flatten)]
     pub derive: DeriveArgs,
+    #[command(flatten)]
+    pub series: SeriesArgs,
     /// Print the exposition to stdout and push nothing.
     #[arg(long, env = "PTC_METRICS_DRY_RUN")]
     pub dry_run: bool,
@@ -62,7 +64,7 @@ pub struct DeleteArgs {
 impl PushArgs {
     pub fn into_config(self, ci: &CiContext) -> Result<PushConfig, ConfigError> {
         let inputs = self.input.inputs()?;
-        let derive = self.derive.config()?;
+        let derive = self.derive.config(Some(&self.series))?;
         let group = self.group.config(ci)?;
         let http = self.gateway.http()?;
         let url = self.gateway.gateway_url()?;
