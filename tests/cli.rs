@@ -464,3 +464,64 @@ fn each_command_shows_only_its_flags_and_the_defaults() {
         ["0.1", "0.5", "1", "5", "10", "30", "60", "300", "900", "+Inf"]
     );
 }
+
+/// `inspect` on a terminal 200 columns wide (a pty made by `script`), with no `COLUMNS` in
+/// the environment (shells do not export it): the report uses the 200 columns.
+#[test]
+fn inspect_asks_the_terminal_for_its_width() {
+    let name = format!("test_{}", "x".repeat(120));
+    let xml = format!(
+        "<?xml version=\"1.0\"?><testsuites><testsuite name=\"pytest\" tests=\"1\" time=\"1.0\" \
+         timestamp=\"2026-11-26T14:26:54+00:00\"><testcase classname=\"tests.test_long\" name=\"{name}\" \
+         time=\"0.5\"/></testsuite></testsuites>"
+    );
+    let (_d, p) = tmp_file("long.xml", xml.as_bytes());
+    let bin = env!("CARGO_BIN_EXE_ptc-metrics");
+    let inspect = |size: &str, extra: &str| -> String {
+        let cmd = format!(
+            "stty {size}; exec '{bin}' inspect '{}' --color never {extra}",
+            p.display()
+        );
+        let o = std::process::Command::new(support::require_binary("script", "bsdutils"))
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("COLUMNS")
+            .env_remove("LINES")
+            .env_remove("PTC_METRICS_WIDTH")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run script");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o).replace('\r', "")
+    };
+    let full = format!("tests.test_long::{name}");
+    let wide = inspect("cols 200 rows 50", "");
+    let line = wide
+        .lines()
+        .find(|l| l.contains("tests.test_long"))
+        .unwrap();
+    assert!(
+        line.contains(&full),
+        "not the terminal's 200 columns:\n{wide}"
+    );
+    assert!(line.chars().count() <= 200, "{line}");
+    // --width wins over the terminal.
+    let narrow = inspect("cols 200 rows 50", "--width 80");
+    let line = narrow
+        .lines()
+        .find(|l| l.contains("tests.test_long"))
+        .unwrap();
+    assert!(
+        !line.contains(&full) && line.chars().count() <= 80,
+        "{narrow}"
+    );
+    // A narrow terminal: its width.
+    let narrow = inspect("cols 70 rows 50", "");
+    let line = narrow
+        .lines()
+        .find(|l| l.contains("tests.test_long"))
+        .unwrap();
+    assert!(
+        line.chars().count() <= 70 && line.chars().count() > 60,
+        "{line:?}"
+    );
+}

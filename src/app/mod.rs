@@ -6,7 +6,7 @@ mod inspect;
 mod push;
 
 pub use backfill::{backfill, SkippedRuns};
-pub use inspect::inspect;
+pub use inspect::{inspect, terminal_columns};
 pub use push::{delete, push};
 
 use std::io::Write;
@@ -83,7 +83,7 @@ pub fn main() -> i32 {
         crate::cli::Command::Inspect(a) => {
             use std::io::IsTerminal;
             let tty = std::io::stdout().is_terminal();
-            a.into_config(&|k| std::env::var(k).ok(), tty)
+            a.into_config(&|k| std::env::var(k).ok(), tty, terminal_columns())
                 .map_err(anyhow::Error::from)
                 .and_then(|c| inspect(&c, &mut out, &mut err))
         }
