@@ -525,3 +525,36 @@ fn inspect_asks_the_terminal_for_its_width() {
         "{line:?}"
     );
 }
+
+#[test]
+fn a_gateway_url_that_is_not_the_base_url_is_refused_with_what_to_give() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    for (cmd, gw, want) in [
+        (
+            "push",
+            "http://host:9091/metrics",
+            "error: --gateway: http://host:9091/metrics is the Pushgateway's scrape URL; give its base URL, \
+             --gateway http://host:9091 (ptc-metrics adds /metrics/job/<job>/… itself)\n",
+        ),
+        (
+            "delete",
+            "http://host:9091/metrics/job/pytest",
+            "error: --gateway: http://host:9091/metrics/job/pytest is a group's URL; give the Pushgateway's \
+             base URL, --gateway http://host:9091 (the group comes from --job, --project, --branch and --label)\n",
+        ),
+        (
+            "push",
+            "gw:9091",
+            "error: --gateway: \"gw:9091\" is not a URL; give http://HOST:PORT, e.g. http://gw:9091\n",
+        ),
+    ] {
+        let mut args = vec![cmd, "--gateway", gw];
+        if cmd == "push" {
+            args.push(report.to_str().unwrap());
+        }
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{cmd} --gateway {gw}: {}", stderr(&o));
+        assert_eq!(stderr(&o), want);
+    }
+}

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use reqwest::Url;
 
-use super::{redact_str, DeriveArgs, GatewayArgs, SeriesArgs};
+use super::{parse_http_url, DeriveArgs, GatewayArgs, SeriesArgs};
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::config::{check_label_name, ConfigError};
 use crate::sink::remote_write::RemoteWriteConfig;
@@ -201,21 +200,12 @@ impl BackfillArgs {
         let gateway = self.gateway.gateway_url()?;
         let remote_write = match &self.remote_write {
             None => None,
-            Some(u) => {
-                let url = Url::parse(u).map_err(|e| {
-                    ConfigError(format!(
-                        "--remote-write: {:?} is not a URL ({e}); write e.g. http://prometheus:9090/api/v1/write",
-                        redact_str(u)
-                    ))
-                })?;
-                if url.scheme() != "http" && url.scheme() != "https" {
-                    return Err(ConfigError(format!(
-                        "--remote-write: {} must be an http:// or https:// URL",
-                        crate::sink::http::redact(&url)
-                    )));
-                }
-                Some(url)
-            }
+            Some(u) => Some(parse_http_url(
+                "--remote-write",
+                u,
+                "http://HOST:PORT/PATH",
+                "http://prometheus:9090/api/v1/write",
+            )?),
         };
         let given = [
             remote_write.is_some(),
@@ -369,6 +359,18 @@ mod tests {
         assert_eq!(
             cfg(&["a", "--remote-write", "ftp://x"]).unwrap_err().0,
             "--remote-write: ftp://x/ must be an http:// or https:// URL"
+        );
+        assert_eq!(
+            cfg(&["a", "--remote-write", "vm:8428/api/v1/write"])
+                .unwrap_err()
+                .0,
+            "--remote-write: \"vm:8428/api/v1/write\" is not a URL; give http://HOST:PORT/PATH, \
+             e.g. http://vm:8428/api/v1/write"
+        );
+        assert_eq!(
+            cfg(&["a", "--remote-write", "http://[::1/api/v1/write"]).unwrap_err().0,
+            "--remote-write: \"http://[::1/api/v1/write\" is not a URL: the IP address is not valid; \
+             give http://HOST:PORT/PATH, e.g. http://prometheus:9090/api/v1/write"
         );
         assert_eq!(
             cfg(&["a", "--dry-run", "--header", "Authorization=Bearer s3cret"])

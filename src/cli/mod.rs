@@ -364,19 +364,105 @@ impl GatewayArgs {
         let Some(g) = &self.gateway else {
             return Ok(None);
         };
-        let url = Url::parse(g).map_err(|e| {
-            ConfigError(format!(
-                "--gateway: {:?} is not a URL ({e}); write e.g. http://pushgateway:9091",
-                redact_str(g)
-            ))
-        })?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(ConfigError(format!(
-                "--gateway: {} must be an http:// or https:// URL",
-                crate::sink::http::redact(&url)
-            )));
-        }
+        let url = parse_http_url(
+            "--gateway",
+            g,
+            "http://HOST:PORT",
+            "http://pushgateway:9091",
+        )?;
+        check_gateway_path(&url)?;
         Ok(Some(url))
+    }
+}
+
+/// Refuses a Pushgateway URL that is not its base URL: the scrape URL `…/metrics` (a common
+/// copy), the API `…/api/v1/metrics` or a group's `…/metrics/job/…`. ptc-metrics appends
+/// `/metrics/job/<job>/…` itself, so those would push to `/metrics/metrics/job/…`.
+fn check_gateway_path(url: &Url) -> Result<(), ConfigError> {
+    let path = url.path().trim_end_matches('/');
+    let group = path
+        .find("/metrics/job/")
+        .or_else(|| path.strip_suffix("/metrics/job").map(str::len));
+    let (cut, what) = if let Some(i) = group {
+        (i, None)
+    } else if let Some(b) = path.strip_suffix("/api/v1/metrics") {
+        (b.len(), Some("API"))
+    } else if let Some(b) = path.strip_suffix("/metrics") {
+        (b.len(), Some("scrape"))
+    } else {
+        return Ok(());
+    };
+    let mut base = url.clone();
+    base.set_path(&path[..cut]);
+    base.set_query(None);
+    base.set_fragment(None);
+    let (given, base) = (crate::sink::http::redact(url), shown_url(&base));
+    Err(ConfigError(match what {
+        None => format!(
+            "--gateway: {given} is a group's URL; give the Pushgateway's base URL, --gateway {base} \
+             (the group comes from --job, --project, --branch and --label)"
+        ),
+        Some(what) => format!(
+            "--gateway: {given} is the Pushgateway's {what} URL; give its base URL, --gateway {base} \
+             (ptc-metrics adds /metrics/job/<job>/… itself)"
+        ),
+    }))
+}
+
+/// Parses the http(s) URL given to `flag`. The messages say what is wrong in plain words and
+/// what to give: `shape` (`http://HOST:PORT`) and an example (the input with `http://` in front
+/// when that is all it lacks, else `example`).
+pub(crate) fn parse_http_url(
+    flag: &str,
+    given: &str,
+    shape: &str,
+    example: &str,
+) -> Result<Url, ConfigError> {
+    let shown = redact_str(given);
+    if !given.contains("://") {
+        let eg = Url::parse(&format!("http://{}", given.trim()))
+            .ok()
+            .filter(|u| !given.trim().is_empty() && u.host_str().is_some_and(|h| !h.is_empty()))
+            .map_or_else(|| example.to_string(), |u| shown_url(&u));
+        return Err(ConfigError(format!(
+            "{flag}: {shown:?} is not a URL; give {shape}, e.g. {eg}"
+        )));
+    }
+    let url = Url::parse(given).map_err(|e| {
+        ConfigError(format!(
+            "{flag}: {shown:?} is not a URL: {}; give {shape}, e.g. {example}",
+            url_problem(&e.to_string())
+        ))
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError(format!(
+            "{flag}: {} must be an http:// or https:// URL",
+            crate::sink::http::redact(&url)
+        )));
+    }
+    Ok(url)
+}
+
+/// The URL parser's reason in plain words.
+fn url_problem(e: &str) -> String {
+    match e {
+        "empty host" => "it names no host".into(),
+        "invalid port number" => "the port is not a number from 0 to 65535".into(),
+        "invalid IPv4 address" | "invalid IPv6 address" => "the IP address is not valid".into(),
+        "invalid international domain name" | "invalid domain character" => {
+            "the host name holds characters a host name cannot have".into()
+        }
+        other => other.into(),
+    }
+}
+
+/// A URL as messages show it: no password, and no lone `/` after the host.
+pub(crate) fn shown_url(u: &Url) -> String {
+    let s = crate::sink::http::redact(u);
+    if u.path() == "/" && u.query().is_none() && u.fragment().is_none() {
+        s.trim_end_matches('/').to_string()
+    } else {
+        s
     }
 }
 
@@ -384,6 +470,7 @@ impl GatewayArgs {
 pub(crate) fn redact_str(s: &str) -> String {
     match (s.find("://"), s.rfind('@')) {
         (Some(i), Some(j)) if j > i => format!("{}***@{}", &s[..i + 3], &s[j + 1..]),
+        (None, Some(j)) => format!("***@{}", &s[j + 1..]),
         _ => s.to_string(),
     }
 }
