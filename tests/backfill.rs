@@ -523,3 +523,32 @@ fn gateway_gets_the_newest_run_of_each_group_with_totals_over_all_runs() {
     assert_exit(&o, 0, "third backfill --gateway");
     check(&more);
 }
+
+#[test]
+fn a_symlink_loop_or_a_dangling_link_as_source_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let looped = tmp.path().join("archive");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let o = backfill(&[&p(&looped), "--dry-run"]);
+    assert_exit(&o, 2, "a symlink loop");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: {}: is a symbolic link loop (following it leads back to itself); \
+             point the link at the archive, or give the archive's real path\n",
+            p(&looped)
+        )
+    );
+    let dangling = tmp.path().join("latest");
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &dangling).unwrap();
+    let o = backfill(&[&p(&dangling), "--dry-run"]);
+    assert_exit(&o, 2, "a dangling link");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: {}: is a symbolic link to {}, which does not exist\n",
+            p(&dangling),
+            p(&tmp.path().join("gone"))
+        )
+    );
+}

@@ -44,6 +44,30 @@ pub enum DiscoverError {
     BadPattern { pattern: String, message: String },
     #[error("{}: cannot be read: {message}", path.display())]
     Io { path: PathBuf, message: String },
+    #[error("{}: is a symbolic link loop (following it leads back to itself); point the link at the \
+             archive, or give the archive's real path", .0.display())]
+    SymlinkLoop(PathBuf),
+    #[error("{}: is a symbolic link to {}, which does not exist", path.display(), target.display())]
+    DanglingLink { path: PathBuf, target: PathBuf },
+}
+
+/// Why `p`, a symbolic link, cannot be followed (a loop, or a target that does not exist);
+/// `None` when `p` is no link or can be followed.
+fn broken_link(p: &Path) -> Option<DiscoverError> {
+    if !std::fs::symlink_metadata(p).ok()?.is_symlink() {
+        return None;
+    }
+    match std::fs::metadata(p) {
+        Ok(_) => None,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Some(DiscoverError::SymlinkLoop(p.to_path_buf()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(DiscoverError::DanglingLink {
+            path: p.to_path_buf(),
+            target: std::fs::read_link(p).unwrap_or_default(),
+        }),
+        Err(_) => None,
+    }
 }
 
 /// True for names a report can have: `.xml`, `.json`, and either with `.gz`.
@@ -67,6 +91,9 @@ pub fn discover(sources: &[String]) -> Result<Discovery, DiscoverError> {
     let mut found = Found::default();
     for src in sources {
         let p = Path::new(src);
+        if let Some(e) = broken_link(p) {
+            return Err(e);
+        }
         if p.exists() {
             found.add_path(p)?;
         } else if has_glob_chars(src) {
@@ -122,9 +149,11 @@ struct Found {
 
 impl Found {
     fn add_path(&mut self, p: &Path) -> Result<(), DiscoverError> {
-        let meta = std::fs::metadata(p).map_err(|e| DiscoverError::Io {
-            path: p.to_path_buf(),
-            message: e.to_string(),
+        let meta = std::fs::metadata(p).map_err(|e| {
+            broken_link(p).unwrap_or_else(|| DiscoverError::Io {
+                path: p.to_path_buf(),
+                message: e.to_string(),
+            })
         })?;
         if meta.is_dir() {
             self.walk(p)
