@@ -552,3 +552,166 @@ fn a_symlink_loop_or_a_dangling_link_as_source_is_named_as_such() {
         )
     );
 }
+
+#[test]
+fn every_skipped_run_is_named_and_exits_4_even_an_html_or_empty_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    generate(&archive, 3, 2, now_s() - 3600, 12);
+    let fx = backfill_archive::fixtures();
+    let broken = |name: &str, junit: &[u8]| {
+        let dir = archive.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("junit.xml"), junit).unwrap();
+        std::fs::copy(fx.join("size-report.json"), dir.join("size-report.json")).unwrap();
+        dir
+    };
+    let html = broken(
+        "html",
+        b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body></body></html>\n",
+    );
+    let empty = broken("empty", b"");
+    // A shard of a run that is empty: the run would be delivered without it.
+    let shard = broken(
+        "shard",
+        &std::fs::read(fx.join("junit-xunit2.xml")).unwrap(),
+    );
+    std::fs::write(shard.join("junit-2.xml"), b"  \n").unwrap();
+
+    let want = [
+        format!(
+            "warning: skipped {}: {}: is empty; expected a JUnit XML report\n",
+            p(&empty),
+            p(&empty.join("junit.xml"))
+        ),
+        format!(
+            "warning: skipped {}: {}: is an HTML page, not a JUnit XML report (an error page saved \
+             in its place?)\n",
+            p(&html),
+            p(&html.join("junit.xml"))
+        ),
+        format!(
+            "warning: skipped {}: {}: is empty; expected a JUnit XML report\n",
+            p(&shard),
+            p(&shard.join("junit-2.xml"))
+        ),
+        "error: 3 run(s) could not be read and were skipped (see the warnings above); fix or remove \
+         them, the next backfill delivers them\n"
+            .to_string(),
+    ];
+    let om = tmp.path().join("out.om");
+    let state = tmp.path().join("s.state");
+    let o = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(
+        &o,
+        4,
+        "backfill with an HTML, an empty and a half-empty run",
+    );
+    let err = text(&o.stderr);
+    for w in &want {
+        assert!(err.contains(w.as_str()), "missing {w:?} in\n{err}");
+    }
+    assert!(err.contains("backfill: 3 new run(s)"), "{err}");
+    // The same runs picked by a glob: the same words, the same exit.
+    let glob = format!("{}/*/junit.xml", p(&archive));
+    let o = backfill(&[&glob, "--dry-run"]);
+    assert_exit(&o, 4, "dry run of a glob");
+    let err = text(&o.stderr);
+    for w in &want[..2] {
+        assert!(err.contains(w.as_str()), "missing {w:?} in\n{err}");
+    }
+}
+
+#[test]
+fn a_source_that_matches_no_report_at_all_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    generate(&archive, 2, 2, now_s() - 3600, 13);
+    let state = tmp.path().join("s.state");
+    let om = tmp.path().join("out.om");
+    let ok = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&ok, 0, "the archive");
+
+    // A typo in a cron job's glob.
+    let typo = format!("{}/*/juint.xml", p(&archive));
+    let o = backfill(&[&typo, "--openmetrics", &p(&om), "--state", &p(&state)]);
+    assert_exit(&o, 2, "a glob that matches nothing");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: {typo}: matches no file; check the pattern (and quote it, so that the shell \
+             leaves it to ptc-metrics)\n"
+        )
+    );
+    // A directory without any report, next to one whose runs were all delivered before.
+    let empty = tmp.path().join("new-archive");
+    std::fs::create_dir_all(empty.join("2026-01-01")).unwrap();
+    let o = backfill(&[
+        &p(&archive),
+        &p(&empty),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 2, "an empty directory");
+    assert_last_line(
+        &o,
+        format!(
+            "error: {}: holds no JUnit report (searched recursively); check the path\n",
+            p(&empty)
+        ),
+    );
+    // A directory holding only a coverage report, and a glob matching only coverage reports.
+    let cov = tmp.path().join("coverage-only");
+    std::fs::create_dir_all(&cov).unwrap();
+    std::fs::copy(
+        backfill_archive::fixtures().join("coverage.xml"),
+        cov.join("coverage.xml"),
+    )
+    .unwrap();
+    let o = backfill(&[&p(&cov), "--dry-run"]);
+    assert_exit(&o, 2, "a directory with only coverage.xml");
+    assert_last_line(
+        &o,
+        format!(
+            "error: {}: holds no JUnit report (searched recursively); check the path\n",
+            p(&cov)
+        ),
+    );
+    let glob = format!("{}/*.xml", p(&cov));
+    let o = backfill(&[&glob, "--dry-run"]);
+    assert_exit(&o, 2, "a glob matching only coverage.xml");
+    assert_last_line(
+        &o,
+        format!("error: {glob}: matches 1 file(s) but no JUnit report; check the pattern\n"),
+    );
+    // Runs that were all delivered before are reports: nothing new is not an error.
+    let o = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "nothing new");
+}
+
+/// The last line of stderr is exactly `want` (progress lines may come before it).
+fn assert_last_line(o: &Output, want: String) {
+    let err = text(&o.stderr);
+    let last = err.lines().last().map(|l| format!("{l}\n"));
+    assert_eq!(last.as_deref(), Some(want.as_str()), "{err}");
+}

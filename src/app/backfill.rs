@@ -2,7 +2,7 @@
 //! the state committed around every acknowledged batch (`crate::backfill::state` explains
 //! why that is exactly once; docs/backfill.md for users).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result};
@@ -59,6 +59,9 @@ pub fn backfill(
     let mut log = Progress::new(mode, stderr);
     let target = cfg.sink.target();
 
+    // Sources first: a path or pattern that finds nothing is a usage error, before any work.
+    let found = discover(&cfg.sources).map_err(|e| ConfigError(e.to_string()))?;
+
     // The state: what was delivered before, and a batch that may be in flight.
     let store = match &cfg.state {
         Some(p) => Some(StateFile::open(p, !cfg.dry_run).map_err(|e| ConfigError(e.to_string()))?),
@@ -109,11 +112,7 @@ pub fn backfill(
         }
     }
 
-    // Discover and read.
-    let found = discover(&cfg.sources).map_err(|e| ConfigError(e.to_string()))?;
-    for n in &found.notes {
-        log.line(&format!("warning: {n}"));
-    }
+    // Read (the sources were resolved before anything was sent).
     let delivered: HashSet<String> = state.runs.keys().cloned().collect();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,6 +127,17 @@ pub fn backfill(
     log.start("read", "directories", found.candidates.len() as u64);
     let outcomes = parse_all(&found.candidates, &ctx, cfg.jobs, |_| log.advance(1, 0));
     log.finish();
+    let run_dirs: BTreeSet<std::path::PathBuf> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Parsed(r) => Some(r.dir.clone()),
+            Outcome::Delivered { dir, .. } | Outcome::Failed { dir, .. } => Some(dir.clone()),
+            Outcome::NotARun { .. } => None,
+        })
+        .collect();
+    found
+        .check_sources(&run_dirs)
+        .map_err(|e| ConfigError(e.to_string()))?;
     let (runs, counts) = sort_outcomes(outcomes, &mut log);
 
     // Plan: order, timestamps, running totals.
