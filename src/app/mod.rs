@@ -40,6 +40,9 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         {
             return Exit::Delivery;
         }
+        if cause.is::<crate::sink::verify::NotStored>() {
+            return Exit::Delivery;
+        }
         if cause.is::<SkippedRuns>() {
             return Exit::Skipped;
         }
