@@ -18,7 +18,7 @@
 //! * `--runs K` writes K runs instead, `DIR/run-00001/…` (seeds S, S+1, …; one run every
 //!   ten minutes), an archive for `ptc-metrics backfill`.
 //!
-//! The mix follows the shapes in FORMATS.md: modules in packages, tests in classes (some
+//! The mix follows the shapes of real pytest output (fixtures/): modules in packages, tests in classes (some
 //! nested), parametrized ids (some with XML-special characters), outcomes passed /
 //! failed (assertion tracebacks, TC006 timing texts) / setup errors / skips / xfails,
 //! teardown errors after a failed call (two elements), reruns (an empty element before

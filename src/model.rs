@@ -3,7 +3,7 @@
 //! Readers (`crate::read`) turn JUnit XML, the plugin's size report and coverage
 //! into a [`Run`]; the pure functions in `crate::derive` turn a `Run` into metric
 //! values. Vocabulary follows `METRICS.md` §1–2 (outcome, size, attempts, flaky,
-//! violations) and `FORMATS.md` (pytest 9.1/9.2, pytest-test-categories 1.2.2).
+//! violations) and the real outputs in `fixtures/` (pytest 9.1/9.2, pytest-test-categories 1.2.2).
 
 use std::fmt;
 

@@ -523,3 +523,377 @@ fn gateway_gets_the_newest_run_of_each_group_with_totals_over_all_runs() {
     assert_exit(&o, 0, "third backfill --gateway");
     check(&more);
 }
+
+#[test]
+fn a_symlink_loop_or_a_dangling_link_as_source_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let looped = tmp.path().join("archive");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let o = backfill(&[&p(&looped), "--dry-run"]);
+    assert_exit(&o, 2, "a symlink loop");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: {}: is a symbolic link loop (following it leads back to itself); \
+             point the link at the archive, or give the archive's real path\n",
+            p(&looped)
+        )
+    );
+    let dangling = tmp.path().join("latest");
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &dangling).unwrap();
+    let o = backfill(&[&p(&dangling), "--dry-run"]);
+    assert_exit(&o, 2, "a dangling link");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: {}: is a symbolic link to {}, which does not exist\n",
+            p(&dangling),
+            p(&tmp.path().join("gone"))
+        )
+    );
+}
+
+#[test]
+fn every_skipped_run_is_named_and_exits_4_even_an_html_or_empty_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    generate(&archive, 3, 2, now_s() - 3600, 12);
+    let fx = backfill_archive::fixtures();
+    let broken = |name: &str, junit: &[u8]| {
+        let dir = archive.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("junit.xml"), junit).unwrap();
+        std::fs::copy(fx.join("size-report.json"), dir.join("size-report.json")).unwrap();
+        dir
+    };
+    let html = broken(
+        "html",
+        b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body></body></html>\n",
+    );
+    let empty = broken("empty", b"");
+    // A shard of a run that is empty: the run would be delivered without it.
+    let shard = broken(
+        "shard",
+        &std::fs::read(fx.join("junit-xunit2.xml")).unwrap(),
+    );
+    std::fs::write(shard.join("junit-2.xml"), b"  \n").unwrap();
+
+    let want = [
+        format!(
+            "warning: skipped {}: {}: is empty; expected a JUnit XML report\n",
+            p(&empty),
+            p(&empty.join("junit.xml"))
+        ),
+        format!(
+            "warning: skipped {}: {}: is an HTML page, not a JUnit XML report (an error page saved \
+             in its place?)\n",
+            p(&html),
+            p(&html.join("junit.xml"))
+        ),
+        format!(
+            "warning: skipped {}: {}: is empty; expected a JUnit XML report\n",
+            p(&shard),
+            p(&shard.join("junit-2.xml"))
+        ),
+        "error: 3 run(s) could not be read and were skipped (see the warnings above); fix or remove \
+         them, the next backfill delivers them\n"
+            .to_string(),
+    ];
+    let om = tmp.path().join("out.om");
+    let state = tmp.path().join("s.state");
+    let o = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(
+        &o,
+        4,
+        "backfill with an HTML, an empty and a half-empty run",
+    );
+    let err = text(&o.stderr);
+    for w in &want {
+        assert!(err.contains(w.as_str()), "missing {w:?} in\n{err}");
+    }
+    assert!(err.contains("backfill: 3 new run(s)"), "{err}");
+    // The same runs picked by a glob: the same words, the same exit.
+    let glob = format!("{}/*/junit.xml", p(&archive));
+    let o = backfill(&[&glob, "--dry-run"]);
+    assert_exit(&o, 4, "dry run of a glob");
+    let err = text(&o.stderr);
+    for w in &want[..2] {
+        assert!(err.contains(w.as_str()), "missing {w:?} in\n{err}");
+    }
+}
+
+#[test]
+fn a_source_that_matches_no_report_at_all_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    generate(&archive, 2, 2, now_s() - 3600, 13);
+    let state = tmp.path().join("s.state");
+    let om = tmp.path().join("out.om");
+    let ok = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&ok, 0, "the archive");
+
+    // A typo in a cron job's glob.
+    let typo = format!("{}/*/juint.xml", p(&archive));
+    let o = backfill(&[&typo, "--openmetrics", &p(&om), "--state", &p(&state)]);
+    assert_exit(&o, 2, "a glob that matches nothing");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: {typo}: matches no file; check the pattern (and quote it, so that the shell \
+             leaves it to ptc-metrics)\n"
+        )
+    );
+    // A directory without any report, next to one whose runs were all delivered before.
+    let empty = tmp.path().join("new-archive");
+    std::fs::create_dir_all(empty.join("2026-01-01")).unwrap();
+    let o = backfill(&[
+        &p(&archive),
+        &p(&empty),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 2, "an empty directory");
+    assert_last_line(
+        &o,
+        format!(
+            "error: {}: holds no JUnit report (searched recursively); check the path\n",
+            p(&empty)
+        ),
+    );
+    // A directory holding only a coverage report, and a glob matching only coverage reports.
+    let cov = tmp.path().join("coverage-only");
+    std::fs::create_dir_all(&cov).unwrap();
+    std::fs::copy(
+        backfill_archive::fixtures().join("coverage.xml"),
+        cov.join("coverage.xml"),
+    )
+    .unwrap();
+    let o = backfill(&[&p(&cov), "--dry-run"]);
+    assert_exit(&o, 2, "a directory with only coverage.xml");
+    assert_last_line(
+        &o,
+        format!(
+            "error: {}: holds no JUnit report (searched recursively); check the path\n",
+            p(&cov)
+        ),
+    );
+    let glob = format!("{}/*.xml", p(&cov));
+    let o = backfill(&[&glob, "--dry-run"]);
+    assert_exit(&o, 2, "a glob matching only coverage.xml");
+    assert_last_line(
+        &o,
+        format!("error: {glob}: matches 1 file(s) but no JUnit report; check the pattern\n"),
+    );
+    // Runs that were all delivered before are reports: nothing new is not an error.
+    let o = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "nothing new");
+}
+
+/// The last line of stderr is exactly `want` (progress lines may come before it).
+fn assert_last_line(o: &Output, want: String) {
+    let err = text(&o.stderr);
+    let last = err.lines().last().map(|l| format!("{l}\n"));
+    assert_eq!(last.as_deref(), Some(want.as_str()), "{err}");
+}
+
+/// The group key backfill shows for a generated run (`{branch="main",ci_job="tests",…}`).
+fn group_key(r: &GenRun) -> String {
+    let body: Vec<String> = r
+        .group()
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// The `--verify` error for runs none of which is stored: names the earliest run of the
+/// first group.
+fn not_stored(verify: &str, target: &str, runs: &[GenRun]) -> String {
+    let key = runs.iter().map(group_key).min().unwrap();
+    let ts = runs
+        .iter()
+        .filter(|r| group_key(r) == key)
+        .map(|r| r.ts)
+        .min()
+        .unwrap();
+    format!(
+        "error: --verify {verify}: {n} of {n} run(s) just sent to {target} are not stored there \
+         (first: {key} at {}), although it answered 2xx. Check that --remote-write is the receiver's \
+         remote-write path and that the runs are inside its retention (VictoriaMetrics -retentionPeriod, \
+         Prometheus --storage.tsdb.retention.time). They are not marked delivered: the next backfill \
+         sends them again\n",
+        backfill_archive::iso(ts).replace("+00:00", "Z"),
+        n = runs.len()
+    )
+}
+
+fn state_runs(state: &Path) -> usize {
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    assert!(st["pending"].is_null(), "{st}");
+    st["runs"].as_object().unwrap().len()
+}
+
+#[test]
+fn victoria_metrics_influx_path_is_refused_and_verify_catches_runs_it_did_not_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    // Runs 10 to 12 days old, outside this VictoriaMetrics' 1-day retention: it answers 204
+    // to them and stores nothing.
+    let runs = generate(&archive, 6, 2, now_s() - 10 * 86_400, 14);
+    let vm = VictoriaMetrics::start_with(&["-retentionPeriod=1d"]);
+    let state = tmp.path().join("vm.state");
+
+    // VictoriaMetrics' Influx endpoint: refused before anything is sent or recorded.
+    let influx = format!("{}/write", vm.url);
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &influx,
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 2, "--remote-write …/write");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: --remote-write: {influx} is VictoriaMetrics' InfluxDB line-protocol endpoint (it \
+             answers 204 to a remote-write body and stores nothing); give --remote-write {}\n",
+            vm.remote_write_url()
+        )
+    );
+    assert!(!state.exists());
+
+    // The right path, but nothing is kept: --verify finds no run, nothing is marked delivered.
+    let args = [
+        p(&archive),
+        "--remote-write".into(),
+        vm.remote_write_url(),
+        "--verify".into(),
+        vm.url.clone(),
+        "--state".into(),
+        p(&state),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = backfill(&args);
+    assert_exit(&o, 3, "--verify against a receiver that dropped the runs");
+    assert_last_line(&o, not_stored(&vm.url, &vm.remote_write_url(), &runs));
+    assert_eq!(state_runs(&state), 0);
+    assert!(vm.export(r#"{job="pytest"}"#).is_empty());
+}
+
+#[test]
+fn verify_finds_the_runs_in_victoria_metrics_and_prometheus_and_not_where_they_are_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let runs = generate(&archive, 12, 5, now_s() - 3600, 15);
+
+    let vm = VictoriaMetrics::start();
+    let state = tmp.path().join("vm.state");
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &vm.remote_write_url(),
+        "--verify",
+        &vm.url,
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "--verify against VictoriaMetrics");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "verified: the 12 run(s) delivered are stored, as {} shows\n",
+            vm.url
+        )),
+        "{err}"
+    );
+    assert_eq!(state_runs(&state), 12);
+
+    let prom = Prometheus::builder()
+        .remote_write_receiver()
+        .out_of_order_time_window("30d")
+        .start();
+    let elsewhere = Prometheus::builder().start();
+    let state = tmp.path().join("prom.state");
+    let send = |verify: &str| {
+        backfill(&[
+            &p(&archive),
+            "--remote-write",
+            &prom.remote_write_url(),
+            "--verify",
+            verify,
+            "--state",
+            &p(&state),
+        ])
+    };
+    // Asking a Prometheus that did not receive them: not there, not marked delivered.
+    let o = send(&elsewhere.url);
+    assert_exit(&o, 3, "--verify against another Prometheus");
+    assert_last_line(
+        &o,
+        not_stored(&elsewhere.url, &prom.remote_write_url(), &runs),
+    );
+    assert_eq!(state_runs(&state), 0);
+    // Asking the right one: the same runs are sent again (identical samples) and found.
+    let o = send(&prom.url);
+    assert_exit(&o, 0, "--verify against the receiving Prometheus");
+    let err = text(&o.stderr);
+    assert!(err.contains("backfill: 12 new run(s)"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "verified: the 12 run(s) delivered are stored, as {} shows\n",
+            prom.url
+        )),
+        "{err}"
+    );
+    assert_eq!(state_runs(&state), 12);
+    let want = expected(&runs, &[all(&runs)]);
+    assert_same(
+        "prometheus after --verify",
+        &want,
+        &prometheus_series(&prom, 5),
+    );
+}
+
+#[test]
+fn an_unknown_remote_write_path_is_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    generate(&archive, 2, 2, now_s() - 3600, 16);
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        "http://127.0.0.1:9/ingest",
+        "--dry-run",
+    ]);
+    assert_exit(&o, 0, "dry run to an unknown path");
+    assert_eq!(
+        text(&o.stderr).lines().next().unwrap(),
+        "warning: --remote-write http://127.0.0.1:9/ingest: /ingest is no remote-write path \
+         ptc-metrics knows (Prometheus and VictoriaMetrics /api/v1/write, Mimir and Cortex \
+         /api/v1/push or /api/prom/push, Thanos Receive /api/v1/receive, VictoriaMetrics cluster \
+         /insert/<tenant>/prometheus/api/v1/write); if it answers 2xx without storing them, the runs \
+         are lost: add --verify URL (the receiver's query API) to check that they arrive"
+    );
+}

@@ -409,3 +409,153 @@ fn delivery_failure_exit_3_and_soft_fail() {
     let o = run(&["push", "/nonexistent.xml", "--gateway", &gw, "--soft-fail"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn each_command_shows_only_its_flags_and_the_defaults() {
+    let help = |cmd: &str| {
+        let o = run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help: {}", stderr(&o));
+        // Help is wrapped to the terminal: compare with single spaces.
+        stdout(&o).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let series_flags = [
+        "--buckets",
+        "--per-test-slower-than",
+        "--per-test-sample",
+        "--max-per-test-series",
+        "--max-coverage-files",
+    ];
+    let inspect = help("inspect");
+    for flag in series_flags {
+        assert!(
+            !inspect.contains(flag),
+            "inspect --help lists {flag}:\n{inspect}"
+        );
+    }
+    assert!(inspect.contains("--near-limit-ratio <RATIO>"), "{inspect}");
+    for cmd in ["push", "backfill"] {
+        let h = help(cmd);
+        for flag in series_flags {
+            assert!(h.contains(flag), "{cmd} --help lacks {flag}:\n{h}");
+        }
+        assert!(
+            h.contains("[default: 0.1,0.5,1,5,10,30,60,300,900]"),
+            "{cmd} --help shows no --buckets default:\n{h}"
+        );
+    }
+    // The default is the histogram the metrics use.
+    let d = fixtures().join("pytest-9.2");
+    let o = run(&[
+        "push",
+        d.join("junit-xunit2.xml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let out = stdout(&o);
+    let le: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.starts_with("pytest_test_duration_seconds_bucket{")
+                && l.contains("outcome=\"passed\"")
+                && l.contains("size=\"unknown\"")
+        })
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        le,
+        ["0.1", "0.5", "1", "5", "10", "30", "60", "300", "900", "+Inf"]
+    );
+}
+
+/// `inspect` on a terminal 200 columns wide (a pty made by `script`), with no `COLUMNS` in
+/// the environment (shells do not export it): the report uses the 200 columns.
+#[test]
+fn inspect_asks_the_terminal_for_its_width() {
+    let name = format!("test_{}", "x".repeat(120));
+    let xml = format!(
+        "<?xml version=\"1.0\"?><testsuites><testsuite name=\"pytest\" tests=\"1\" time=\"1.0\" \
+         timestamp=\"2026-11-26T14:26:54+00:00\"><testcase classname=\"tests.test_long\" name=\"{name}\" \
+         time=\"0.5\"/></testsuite></testsuites>"
+    );
+    let (_d, p) = tmp_file("long.xml", xml.as_bytes());
+    let bin = env!("CARGO_BIN_EXE_ptc-metrics");
+    let inspect = |size: &str, extra: &str| -> String {
+        let cmd = format!(
+            "stty {size}; exec '{bin}' inspect '{}' --color never {extra}",
+            p.display()
+        );
+        let o = std::process::Command::new(support::require_binary("script", "bsdutils"))
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("COLUMNS")
+            .env_remove("LINES")
+            .env_remove("PTC_METRICS_WIDTH")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run script");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o).replace('\r', "")
+    };
+    let full = format!("tests.test_long::{name}");
+    let wide = inspect("cols 200 rows 50", "");
+    let line = wide
+        .lines()
+        .find(|l| l.contains("tests.test_long"))
+        .unwrap();
+    assert!(
+        line.contains(&full),
+        "not the terminal's 200 columns:\n{wide}"
+    );
+    assert!(line.chars().count() <= 200, "{line}");
+    // --width wins over the terminal.
+    let narrow = inspect("cols 200 rows 50", "--width 80");
+    let line = narrow
+        .lines()
+        .find(|l| l.contains("tests.test_long"))
+        .unwrap();
+    assert!(
+        !line.contains(&full) && line.chars().count() <= 80,
+        "{narrow}"
+    );
+    // A narrow terminal: its width.
+    let narrow = inspect("cols 70 rows 50", "");
+    let line = narrow
+        .lines()
+        .find(|l| l.contains("tests.test_long"))
+        .unwrap();
+    assert!(
+        line.chars().count() <= 70 && line.chars().count() > 60,
+        "{line:?}"
+    );
+}
+
+#[test]
+fn a_gateway_url_that_is_not_the_base_url_is_refused_with_what_to_give() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    for (cmd, gw, want) in [
+        (
+            "push",
+            "http://host:9091/metrics",
+            "error: --gateway: http://host:9091/metrics is the Pushgateway's scrape URL; give its base URL, \
+             --gateway http://host:9091 (ptc-metrics adds /metrics/job/<job>/… itself)\n",
+        ),
+        (
+            "delete",
+            "http://host:9091/metrics/job/pytest",
+            "error: --gateway: http://host:9091/metrics/job/pytest is a group's URL; give the Pushgateway's \
+             base URL, --gateway http://host:9091 (the group comes from --job, --project, --branch and --label)\n",
+        ),
+        (
+            "push",
+            "gw:9091",
+            "error: --gateway: \"gw:9091\" is not a URL; give http://HOST:PORT, e.g. http://gw:9091\n",
+        ),
+    ] {
+        let mut args = vec![cmd, "--gateway", gw];
+        if cmd == "push" {
+            args.push(report.to_str().unwrap());
+        }
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{cmd} --gateway {gw}: {}", stderr(&o));
+        assert_eq!(stderr(&o), want);
+    }
+}

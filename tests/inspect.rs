@@ -135,7 +135,7 @@ fn diff(a: &str, b: &str) -> String {
 ///   EXPECTED.md "Primary run" (unsized = 5 unsized + the collection entry: 4 1 0 0 1).
 /// * start 14:26:54 UTC and 4.905 s: `testsuite@timestamp`/`@time` of junit-xunit2.xml.
 /// * 84 sized, 80.95 / 14.29 / 2.38 / 2.38 %, large+xlarge 4.76 %: EXPECTED.md and README.md;
-///   bands 75-85, 10-20, 2-8: FORMATS.md §2.3. Bars at 40 cells: 32, 6, 1, 1, 2 filled
+///   bands 75-85, 10-20, 2-8: the plugin's. Bars at 40 cells: 32, 6, 1, 1, 2 filled
 ///   (round(pct × 0.4), at least 1), band cells 30-33, 4-7, 1-2 shown as `-` where unfilled.
 /// * failure types 14/3/0/4: 18 failed = TC006 ×2 + TC008 + the slow xfail (timing) + 14.
 /// * timing violations: the spin, sleep and slow-xfail tests (EXPECTED.md "Per-test

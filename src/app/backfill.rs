@@ -2,7 +2,7 @@
 //! the state committed around every acknowledged batch (`crate::backfill::state` explains
 //! why that is exactly once; docs/backfill.md for users).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result};
@@ -26,7 +26,7 @@ use crate::encode::remote_write::{point_count, points, Batch};
 use crate::encode::text;
 use crate::sink::http::HttpClient;
 use crate::sink::pushgateway::{self, PushMethod, PushgatewayConfig};
-use crate::sink::{openmetrics_file, remote_write};
+use crate::sink::{openmetrics_file, remote_write, verify};
 
 /// Some runs could not be read and were skipped; everything else was delivered (exit 4).
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,13 @@ pub fn backfill(
         ProgressMode::Auto => Mode::Plain,
     };
     let mut log = Progress::new(mode, stderr);
+    for w in &cfg.warnings {
+        log.line(&format!("warning: {w}"));
+    }
     let target = cfg.sink.target();
+
+    // Sources first: a path or pattern that finds nothing is a usage error, before any work.
+    let found = discover(&cfg.sources).map_err(|e| ConfigError(e.to_string()))?;
 
     // The state: what was delivered before, and a batch that may be in flight.
     let store = match &cfg.state {
@@ -109,11 +115,7 @@ pub fn backfill(
         }
     }
 
-    // Discover and read.
-    let found = discover(&cfg.sources).map_err(|e| ConfigError(e.to_string()))?;
-    for n in &found.notes {
-        log.line(&format!("warning: {n}"));
-    }
+    // Read (the sources were resolved before anything was sent).
     let delivered: HashSet<String> = state.runs.keys().cloned().collect();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,6 +130,17 @@ pub fn backfill(
     log.start("read", "directories", found.candidates.len() as u64);
     let outcomes = parse_all(&found.candidates, &ctx, cfg.jobs, |_| log.advance(1, 0));
     log.finish();
+    let run_dirs: BTreeSet<std::path::PathBuf> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Parsed(r) => Some(r.dir.clone()),
+            Outcome::Delivered { dir, .. } | Outcome::Failed { dir, .. } => Some(dir.clone()),
+            Outcome::NotARun { .. } => None,
+        })
+        .collect();
+    found
+        .check_sources(&run_dirs)
+        .map_err(|e| ConfigError(e.to_string()))?;
     let (runs, counts) = sort_outcomes(outcomes, &mut log);
 
     // Plan: order, timestamps, running totals.
@@ -313,6 +326,9 @@ fn resend_pending(
             let client = remote_write::client(rw)?;
             remote_write::send(&client, &rw.url, &body)
                 .context("sending the batch an interrupted backfill left unacknowledged")?;
+            if let Some(mut v) = Verifier::new(cfg, rw, target)? {
+                v.verify(state, store, &p.delta)?;
+            }
         }
         (Request::Gateway { job, grouping, put }, SinkConfig::Gateway { url, http }) => {
             let client = HttpClient::new(http.clone())?;
@@ -422,6 +438,7 @@ fn deliver_remote_write(
     log: &mut Progress,
 ) -> Result<(usize, u64)> {
     let client = remote_write::client(rw)?;
+    let mut verifier = Verifier::new(cfg, rw, target)?;
     log.start("delivered", "runs", plan.runs.len() as u64);
     let mut batch = Batch::new();
     let mut done: Vec<&PlannedRun> = Vec::new();
@@ -460,6 +477,9 @@ fn deliver_remote_write(
                     )
                 })?;
             }
+            if let Some(v) = verifier.as_mut() {
+                v.verify(state, store, &delta)?;
+            }
             acknowledge(state, store, &delta)?;
             log.advance(done.len() as u64, samples);
             total += samples;
@@ -483,7 +503,121 @@ fn deliver_remote_write(
         }
     }
     flush(&mut batch, &mut done, log)?;
+    if let Some(v) = verifier.filter(|v| v.verified > 0) {
+        log.line(&format!(
+            "verified: the {} run(s) delivered are stored, as {} shows",
+            v.verified,
+            v.shown()
+        ));
+    }
     Ok((plan.runs.len(), total))
+}
+
+/// `--verify`: asks the receiver's query API whether the runs of each acknowledged batch are
+/// stored, before the state counts them as delivered.
+struct Verifier<'a> {
+    url: &'a reqwest::Url,
+    client: HttpClient,
+    target: &'a str,
+    /// Runs found so far.
+    verified: usize,
+}
+
+impl<'a> Verifier<'a> {
+    /// `None` without `--verify`. The query API gets the remote write's credentials, CA and
+    /// headers (a tenant header selects the tenant for queries too).
+    fn new(
+        cfg: &'a BackfillConfig,
+        rw: &remote_write::RemoteWriteConfig,
+        target: &'a str,
+    ) -> Result<Option<Self>> {
+        let Some(url) = &cfg.verify else {
+            return Ok(None);
+        };
+        let http = crate::sink::http::HttpConfig {
+            retry: crate::sink::http::RetryPolicy::Default,
+            ..rw.http.clone()
+        };
+        Ok(Some(Verifier {
+            url,
+            client: HttpClient::new(http)?,
+            target,
+            verified: 0,
+        }))
+    }
+
+    fn shown(&self) -> String {
+        crate::cli::shown_url(self.url)
+    }
+
+    /// `Ok` when every run of `delta` is stored. Otherwise the groups that are stored in
+    /// full are applied, the rest stays undelivered (no pending batch: the receiver took
+    /// it and kept nothing), the state is committed and the error says what is missing.
+    fn verify(
+        &mut self,
+        state: &mut State,
+        store: Option<&StateFile>,
+        delta: &Delta,
+    ) -> Result<()> {
+        if delta.runs.is_empty() {
+            return Ok(());
+        }
+        let checks: Vec<verify::Check> = delta
+            .groups
+            .iter()
+            .map(|(key, g)| {
+                let mut runs_ms: Vec<i64> = delta
+                    .runs
+                    .values()
+                    .filter(|r| &r.group == key)
+                    .map(|r| r.timestamp_ms)
+                    .collect();
+                runs_ms.sort_unstable();
+                verify::Check {
+                    group: key.clone(),
+                    labels: g.labels.clone(),
+                    runs_ms,
+                    cumulative_ms: g.cumulative_ms,
+                }
+            })
+            .collect();
+        let absent: BTreeSet<String> = state
+            .groups
+            .values()
+            .chain(delta.groups.values())
+            .flat_map(|g| g.labels.iter().map(|(k, _)| k.clone()))
+            .collect();
+        let missing = verify::missing(&self.client, self.url, &checks, &absent, &verify::WAITS)
+            .context("--verify: asking the receiver's query API")?;
+        let Some(first) = missing.first() else {
+            self.verified += delta.runs.len();
+            return Ok(());
+        };
+        let lost: BTreeSet<&str> = missing.iter().map(|m| m.group.as_str()).collect();
+        let mut stored = delta.clone();
+        stored.runs.retain(|_, r| !lost.contains(r.group.as_str()));
+        stored.groups.retain(|k, _| !lost.contains(k.as_str()));
+        let first_ms = first.runs_ms.first().copied().unwrap_or_else(|| {
+            delta
+                .groups
+                .get(&first.group)
+                .map_or(0, |g| g.cumulative_ms)
+        });
+        let err = verify::NotStored {
+            verify: self.shown(),
+            target: self.target.to_string(),
+            missing: delta.runs.len() - stored.runs.len(),
+            sent: delta.runs.len(),
+            first: format!("{} at {}", first.group, rfc3339(first_ms)),
+        };
+        self.verified += stored.runs.len();
+        state.pending = None;
+        state.apply(&stored);
+        if let Some(s) = store {
+            commit(s, state)?;
+        }
+        Err(err.into())
+    }
 }
 
 fn deliver_openmetrics(

@@ -37,3 +37,20 @@ pub fn inspect(cfg: &InspectConfig, stdout: &mut dyn Write, _stderr: &mut dyn Wr
         r => r.context("writing to stdout"),
     }
 }
+
+/// The width of the terminal stdout (else stderr, e.g. `inspect | less`) is on, asked from
+/// the terminal itself (`TIOCGWINSZ`): shells do not export `COLUMNS`. `None` when neither is
+/// a terminal.
+pub fn terminal_columns() -> Option<usize> {
+    #[cfg(unix)]
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we own; a descriptor that
+        // is not a terminal makes it fail with ENOTTY and write nothing.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if rc == 0 && ws.ws_col > 0 {
+            return Some(usize::from(ws.ws_col));
+        }
+    }
+    None
+}

@@ -7,7 +7,7 @@ mod prune;
 mod push;
 
 pub use backfill::{backfill, SkippedRuns};
-pub use inspect::inspect;
+pub use inspect::{inspect, terminal_columns};
 pub use prune::prune;
 pub use push::{delete, push};
 
@@ -40,6 +40,9 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if cause.is::<crate::sink::textfile::TextfileError>()
             || cause.is::<crate::sink::openmetrics_file::FileError>()
         {
+            return Exit::Delivery;
+        }
+        if cause.is::<crate::sink::verify::NotStored>() {
             return Exit::Delivery;
         }
         if cause.is::<SkippedRuns>() {
@@ -85,7 +88,7 @@ pub fn main() -> i32 {
         crate::cli::Command::Inspect(a) => {
             use std::io::IsTerminal;
             let tty = std::io::stdout().is_terminal();
-            a.into_config(&|k| std::env::var(k).ok(), tty)
+            a.into_config(&|k| std::env::var(k).ok(), tty, terminal_columns())
                 .map_err(anyhow::Error::from)
                 .and_then(|c| inspect(&c, &mut out, &mut err))
         }

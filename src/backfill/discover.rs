@@ -8,6 +8,10 @@
 //! beside them. Which file is what is decided by content when the run is read
 //! (`super::parse`); here only names are looked at, so discovery stays cheap. Hidden
 //! entries (`.git`, `.…tmp` directories of `push --archive`) are skipped.
+//!
+//! A source that finds no report at all is an error, not an empty success: a glob that
+//! matches no file here, and one that reaches no JUnit report ([`Discovery::check_sources`],
+//! once the runs were read), so that a cron job with a typo does not look healthy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,8 +35,17 @@ pub struct Candidate {
 pub struct Discovery {
     /// Sorted by directory.
     pub candidates: Vec<Candidate>,
-    /// Things to tell the user (a pattern that matched nothing…).
-    pub notes: Vec<String>,
+    /// What each source argument resolved to, in argument order.
+    pub sources: Vec<Source>,
+}
+
+/// A source argument and the paths it resolved to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub arg: String,
+    pub glob: bool,
+    /// Directories walked (`true`) and files selected (`false`).
+    pub paths: Vec<(PathBuf, bool)>,
 }
 
 /// A source argument that cannot be used.
@@ -44,6 +57,40 @@ pub enum DiscoverError {
     BadPattern { pattern: String, message: String },
     #[error("{}: cannot be read: {message}", path.display())]
     Io { path: PathBuf, message: String },
+    #[error("{}: is a symbolic link loop (following it leads back to itself); point the link at the \
+             archive, or give the archive's real path", .0.display())]
+    SymlinkLoop(PathBuf),
+    #[error("{}: is a symbolic link to {}, which does not exist", path.display(), target.display())]
+    DanglingLink { path: PathBuf, target: PathBuf },
+    #[error("{0}: matches no file; check the pattern (and quote it, so that the shell leaves it to ptc-metrics)")]
+    NoMatch(String),
+    #[error("{pattern}: matches {files} file(s) but no JUnit report; check the pattern")]
+    NoReportInGlob { pattern: String, files: usize },
+    #[error("{0}: holds no JUnit report (searched recursively); check the path")]
+    NoReportInDir(String),
+    #[error(
+        "{0}: is not a JUnit report; give a run's JUnit XML file, or the directory of its runs"
+    )]
+    NotAReport(String),
+}
+
+/// Why `p`, a symbolic link, cannot be followed (a loop, or a target that does not exist);
+/// `None` when `p` is no link or can be followed.
+fn broken_link(p: &Path) -> Option<DiscoverError> {
+    if !std::fs::symlink_metadata(p).ok()?.is_symlink() {
+        return None;
+    }
+    match std::fs::metadata(p) {
+        Ok(_) => None,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Some(DiscoverError::SymlinkLoop(p.to_path_buf()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(DiscoverError::DanglingLink {
+            path: p.to_path_buf(),
+            target: std::fs::read_link(p).unwrap_or_default(),
+        }),
+        Err(_) => None,
+    }
 }
 
 /// True for names a report can have: `.xml`, `.json`, and either with `.gz`.
@@ -65,11 +112,21 @@ fn has_glob_chars(s: &str) -> bool {
 /// Finds the candidates of every source (directory, file or glob pattern).
 pub fn discover(sources: &[String]) -> Result<Discovery, DiscoverError> {
     let mut found = Found::default();
+    let mut resolved = Vec::new();
     for src in sources {
         let p = Path::new(src);
+        if let Some(e) = broken_link(p) {
+            return Err(e);
+        }
+        let mut source = Source {
+            arg: src.clone(),
+            glob: false,
+            paths: Vec::new(),
+        };
         if p.exists() {
-            found.add_path(p)?;
+            source.paths.push(found.add_path(p, false)?);
         } else if has_glob_chars(src) {
+            source.glob = true;
             let opts = glob::MatchOptions {
                 case_sensitive: true,
                 require_literal_separator: true,
@@ -79,21 +136,20 @@ pub fn discover(sources: &[String]) -> Result<Discovery, DiscoverError> {
                 pattern: src.clone(),
                 message: e.to_string(),
             })?;
-            let mut n = 0;
             for entry in paths {
                 let path = entry.map_err(|e| DiscoverError::Io {
                     path: e.path().to_path_buf(),
                     message: e.error().to_string(),
                 })?;
-                n += 1;
-                found.add_path(&path)?;
+                source.paths.push(found.add_path(&path, true)?);
             }
-            if n == 0 {
-                found.notes.push(format!("{src:?} matched no file"));
+            if source.paths.is_empty() {
+                return Err(DiscoverError::NoMatch(src.clone()));
             }
         } else {
             return Err(DiscoverError::NotFound(src.clone()));
         }
+        resolved.push(source);
     }
     let candidates = found
         .dirs
@@ -102,8 +158,54 @@ pub fn discover(sources: &[String]) -> Result<Discovery, DiscoverError> {
         .collect();
     Ok(Discovery {
         candidates,
-        notes: found.notes,
+        sources: resolved,
     })
+}
+
+impl Discovery {
+    /// Refuses a source that reached no JUnit report at all, not even one delivered before.
+    /// `runs` are the candidate directories that turned out to hold a run (read, delivered
+    /// before, or failed), as opposed to directories without a JUnit report.
+    pub fn check_sources(&self, runs: &BTreeSet<PathBuf>) -> Result<(), DiscoverError> {
+        let canonical_runs: BTreeSet<PathBuf> = runs.iter().map(|d| canonical(d)).collect();
+        let holds_run = |dir: &Path| {
+            let under = |set: &BTreeSet<PathBuf>, d: &Path| {
+                set.range(d.to_path_buf()..)
+                    .next()
+                    .is_some_and(|r| r.starts_with(d))
+            };
+            under(runs, dir) || under(&canonical_runs, &canonical(dir))
+        };
+        for s in &self.sources {
+            let reached = s.paths.iter().any(|(p, is_dir)| {
+                if *is_dir {
+                    holds_run(p)
+                } else {
+                    runs.contains(&parent_dir(p))
+                }
+            });
+            if reached {
+                continue;
+            }
+            return Err(match (s.glob, s.paths.first()) {
+                (true, _) => DiscoverError::NoReportInGlob {
+                    pattern: s.arg.clone(),
+                    files: s.paths.len(),
+                },
+                (false, Some((_, true))) => DiscoverError::NoReportInDir(s.arg.clone()),
+                (false, _) => DiscoverError::NotAReport(s.arg.clone()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The directory a report file belongs to (`.` for a bare file name).
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -117,22 +219,27 @@ struct Found {
     dirs: BTreeMap<PathBuf, Candidate>,
     /// Walked directories (canonical), so that symlink loops end.
     walked: BTreeSet<PathBuf>,
-    notes: Vec<String>,
 }
 
 impl Found {
-    fn add_path(&mut self, p: &Path) -> Result<(), DiscoverError> {
-        let meta = std::fs::metadata(p).map_err(|e| DiscoverError::Io {
-            path: p.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if meta.is_dir() {
-            self.walk(p)
+    /// Adds a directory (walked) or a file (selected); returns it and whether it is a
+    /// directory. A path a glob matched that cannot be followed (a dangling link) is taken as
+    /// a file, so that its run fails by name; a source given as such is an error.
+    fn add_path(&mut self, p: &Path, from_glob: bool) -> Result<(PathBuf, bool), DiscoverError> {
+        let is_dir = match std::fs::metadata(p) {
+            Ok(meta) => meta.is_dir(),
+            Err(_) if from_glob => false,
+            Err(e) => {
+                return Err(broken_link(p).unwrap_or_else(|| DiscoverError::Io {
+                    path: p.to_path_buf(),
+                    message: e.to_string(),
+                }))
+            }
+        };
+        if is_dir {
+            self.walk(p)?;
         } else {
-            let dir = match p.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
+            let dir = parent_dir(p);
             self.scan_dir(&dir)?;
             if let Some(c) = self.dirs.get_mut(&dir) {
                 if let Some(sel) = &mut c.selected {
@@ -145,8 +252,8 @@ impl Found {
                     c.files.sort();
                 }
             }
-            Ok(())
         }
+        Ok((p.to_path_buf(), is_dir))
     }
 
     /// Walks `dir` recursively; every directory becomes a candidate of all its reports.
@@ -181,8 +288,13 @@ impl Found {
                 continue;
             }
             let path = dir.join(&name);
-            // Follows symlinks; a dangling one is skipped.
+            // Follows symlinks. A report name that cannot be followed (a dangling link, a
+            // loop) stays a file of the run, whose reading then fails by name; anything else
+            // that cannot be followed is skipped.
             let Ok(m) = std::fs::metadata(&path) else {
+                if is_report_name(&name) {
+                    files.push(path);
+                }
                 continue;
             };
             if m.is_dir() {
@@ -273,9 +385,11 @@ mod tests {
         );
         assert_eq!(got.candidates[1].dir, r.join("ci/2/deep"));
 
-        let none = discover(&[format!("{}/nothing/*.xml", r.display())]).unwrap();
-        assert!(none.candidates.is_empty());
-        assert_eq!(none.notes.len(), 1);
+        let pattern = format!("{}/nothing/*.xml", r.display());
+        assert_eq!(
+            discover(std::slice::from_ref(&pattern)).unwrap_err(),
+            DiscoverError::NoMatch(pattern)
+        );
         assert_eq!(
             discover(&["no/such/dir".into()]).unwrap_err(),
             DiscoverError::NotFound("no/such/dir".into())

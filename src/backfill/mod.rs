@@ -89,6 +89,10 @@ pub struct BackfillConfig {
     pub discard_pending: bool,
     /// A delivery failure is a warning (exit 0, or 4 when runs were skipped).
     pub soft_fail: bool,
+    /// `--verify`: the base URL of a query API that must show every remote-written run.
+    pub verify: Option<reqwest::Url>,
+    /// Said before anything else (a `--remote-write` path no receiver is known to use).
+    pub warnings: Vec<String>,
 }
 
 /// `2026-11-26T14:26:54Z` (with `.mmm` when the milliseconds are not zero), UTC.

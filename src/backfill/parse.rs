@@ -195,13 +195,65 @@ pub fn classify(c: &Candidate, meta: &RunMeta) -> Result<RunFiles, String> {
             }
             continue;
         }
-        match source::sniff(f).map_err(|e| e.to_string())? {
+        let kind = source::sniff(f).map_err(|e| e.to_string())?;
+        match kind {
             Kind::Junit if selected => out.junit.push(f.clone()),
+            // A JUnit report the glob did not pick.
+            Kind::Junit => {}
             Kind::Coverage => out.coverage.push(f.clone()),
-            _ => {}
+            // Another tool's XML beside the reports is left alone, unless it was picked as
+            // this run's JUnit report.
+            Kind::OtherXml if !is_html(f) && c.selected.is_none() => {}
+            // An XML name that holds no XML (empty, text, binary) or an HTML page: a report
+            // damaged or replaced (a failed artifact download). The run is skipped by name
+            // rather than read without it.
+            _ => return Err(not_a_report(f, kind)),
         }
     }
     Ok(out)
+}
+
+/// Why `f`, named or picked as a report, is none.
+fn not_a_report(f: &Path, kind: Kind) -> String {
+    let what = match kind {
+        Kind::Empty => "is empty",
+        Kind::Binary => "is a binary file, not text",
+        Kind::Text => "is plain text",
+        Kind::Json => "is JSON",
+        Kind::OtherXml if is_html(f) => {
+            return format!(
+                "{}: is an HTML page, not a JUnit XML report (an error page saved in its place?)",
+                f.display()
+            )
+        }
+        Kind::OtherXml => {
+            "is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>)"
+        }
+        Kind::Junit | Kind::Coverage => "is not one of this run's JUnit reports",
+    };
+    format!("{}: {what}; expected a JUnit XML report", f.display())
+}
+
+/// True when the document's root element is `<html>` (an HTML page saved as `.xml`).
+fn is_html(f: &Path) -> bool {
+    let Ok(mut r) = source::open(f) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(8192);
+    if r.by_ref().take(64 * 1024).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let mut xml = quick_xml::Reader::from_reader(head.as_slice());
+    let mut buf = Vec::new();
+    loop {
+        match xml.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
+                return e.name().as_ref().eq_ignore_ascii_case(b"html")
+            }
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return false,
+            Ok(_) => buf.clear(),
+        }
+    }
 }
 
 fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {

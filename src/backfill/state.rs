@@ -38,11 +38,13 @@ pub enum StateError {
     Corrupt { path: PathBuf, message: String },
     #[error("state file {0}")]
     Write(FileError),
-    #[error("state file {}: another backfill holds its lock {} (pid {pid}); wait for it to finish", path.display(), lock.display())]
+    #[error("state file {}: another backfill holds its lock {}{}; wait for it to finish", path.display(),
+            lock.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked {
         path: PathBuf,
         lock: PathBuf,
-        pid: String,
+        /// The holder's pid, when its lock file names a live process.
+        pid: Option<u32>,
     },
     #[error("state file {}: cannot lock {}: {message}", path.display(), lock.display())]
     Lock {
@@ -259,9 +261,13 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Bytes of the pid record in a lock file: the pid, padded with spaces, and a newline.
+#[cfg(unix)]
+const PID_RECORD: usize = 21;
+
 #[cfg(unix)]
 fn take_lock(path: &Path) -> Result<File, StateError> {
-    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
     let lock = lock_path(path);
     let fail = |e: io::Error| StateError::Lock {
@@ -281,21 +287,50 @@ fn take_lock(path: &Path) -> Result<File, StateError> {
     if rc != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut pid = String::new();
-            let _ = f.read_to_string(&mut pid);
             return Err(StateError::Locked {
                 path: path.to_path_buf(),
                 lock,
-                pid: pid.trim().to_string(),
+                pid: holder_pid(&mut f),
             });
         }
         return Err(fail(e));
     }
-    // The holder's pid, for the message another backfill shows.
-    let _ = f.set_len(0);
-    let _ = f.rewind();
-    let _ = write!(f, "{}", std::process::id());
+    // The holder's pid, for the message another backfill shows. Written over the previous
+    // holder's record in one write, never truncated first: a reader sees the old record or
+    // the new one, never an empty file (except a brand-new one, see `holder_pid`).
+    let record = format!("{:<width$}\n", std::process::id(), width = PID_RECORD - 1);
+    let _ = f.write_all_at(record.as_bytes(), 0);
+    let _ = f.set_len(PID_RECORD as u64);
     Ok(f)
+}
+
+/// The pid in a held lock file, when it names a live process. The holder writes it just
+/// after taking the lock, so a brand-new file may still be empty, and a reused one may still
+/// name the previous holder (gone): read again for a moment before giving up.
+#[cfg(unix)]
+fn holder_pid(f: &mut File) -> Option<u32> {
+    use std::io::{Read, Seek};
+    for _ in 0..20 {
+        let mut text = String::new();
+        let read = f.rewind().and_then(|()| f.read_to_string(&mut text));
+        if let (Ok(_), Ok(pid)) = (read, text.trim().parse::<u32>()) {
+            if pid > 0 && process_exists(pid) {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(not(unix))]
@@ -395,6 +430,68 @@ mod tests {
         StateFile::open(&p, false).unwrap();
         drop(first);
         StateFile::open(&p, true).unwrap();
+    }
+
+    /// Takes the flock of `state`'s lock file the way a backfill does, without writing a pid.
+    fn hold_lock_silently(state: &Path) -> File {
+        use std::os::unix::io::AsRawFd;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path(state))
+            .unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+        f
+    }
+
+    #[test]
+    fn a_holder_whose_pid_is_not_written_yet_is_never_shown_as_an_empty_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        // A backfill that has just taken the lock of a new lock file: the file is still empty.
+        let _holder = hold_lock_silently(&p);
+        let e = StateFile::open(&p, true).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "state file {}: another backfill holds its lock {}; wait for it to finish",
+                p.display(),
+                lock_path(&p).display()
+            )
+        );
+        // The file names a process that is gone (an earlier holder): not shown either.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        std::fs::write(lock_path(&p), format!("{gone}\n")).unwrap();
+        let e = StateFile::open(&p, true).err().unwrap().to_string();
+        assert!(!e.contains("pid"), "{e}");
+    }
+
+    #[test]
+    fn the_holder_writes_its_pid_over_an_earlier_longer_one_without_emptying_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        std::fs::write(lock_path(&p), "4194303999\n").unwrap();
+        let held = StateFile::open(&p, true).unwrap();
+        let text = std::fs::read_to_string(lock_path(&p)).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+        let e = StateFile::open(&p, true).err().unwrap().to_string();
+        assert!(
+            e.ends_with(&format!(
+                "another backfill holds its lock {} (pid {}); wait for it to finish",
+                lock_path(&p).display(),
+                std::process::id()
+            )),
+            "{e}"
+        );
+        drop(held);
     }
 
     #[test]

@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+
 use reqwest::Url;
 
-use super::{redact_str, DeriveArgs, GatewayArgs, GroupArgs};
+use super::{parse_http_url, shown_url, DeriveArgs, GatewayArgs, GroupArgs, SeriesArgs};
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, Shard};
-use crate::sink::remote_write::RemoteWriteConfig;
+use crate::sink::http::redact;
+use crate::sink::remote_write::{check_path, PathCheck, RemoteWriteConfig, KNOWN_PATHS_TEXT};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ProgressArg {
@@ -29,8 +31,9 @@ coverage.xml beside them, and an optional run.json (project, branch, labels, tim
 whose run.json does not set them. Quote glob patterns. Each run's samples carry its own timestamp; \
 --state FILE makes repeated backfills deliver every run exactly once. See docs/backfill.md.
 
-Exit status: 0 success; 2 bad usage or unreadable state; 3 delivery failed (the next backfill resumes); \
-4 some runs could not be read and were skipped (the others were delivered)."
+Exit status: 0 success; 2 bad usage, unreadable state or a source without reports; 3 delivery failed \
+(the next backfill resumes), or --verify found runs not stored; 4 some runs could not be read and were \
+skipped (the others were delivered)."
 )]
 pub struct BackfillArgs {
     /// Archive directories (searched recursively), report files, or quoted glob patterns
@@ -48,6 +51,13 @@ pub struct BackfillArgs {
     /// /api/v1/receive.
     #[arg(long, value_name = "URL", env = "PTC_METRICS_REMOTE_WRITE")]
     pub remote_write: Option<String>,
+    /// After each remote-write batch, ask this Prometheus query API (its base URL: Prometheus
+    /// http://HOST:9090, VictoriaMetrics http://HOST:8428, Mimir http://HOST/prometheus) whether
+    /// the runs just sent are stored; runs that are not are not marked delivered, and the
+    /// backfill exits 3. A receiver can answer 2xx and store nothing (a wrong path, samples
+    /// outside its retention).
+    #[arg(long, value_name = "URL", env = "PTC_METRICS_VERIFY")]
+    pub verify: Option<String>,
     /// Write an OpenMetrics file for `promtool tsdb create-blocks-from openmetrics FILE DIR`.
     #[arg(long, value_name = "FILE", env = "PTC_METRICS_OPENMETRICS")]
     pub openmetrics: Option<PathBuf>,
@@ -105,6 +115,8 @@ pub struct BackfillArgs {
     pub gateway: GatewayArgs,
     #[command(flatten)]
     pub derive: DeriveArgs,
+    #[command(flatten)]
+    pub series: SeriesArgs,
 }
 
 /// Parses `1MiB`, `512KiB`, `64k`, `2M` or a number of bytes.
@@ -131,6 +143,24 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         return Err(format!("{s:?} must be between 1KiB and 16MiB"));
     }
     Ok(bytes as usize)
+}
+
+/// `--verify URL`: the base URL of a Prometheus query API (`/api/v1/query` is added).
+fn verify_url(v: &str) -> Result<Url, ConfigError> {
+    let url = parse_http_url("--verify", v, "http://HOST:PORT", "http://prometheus:9090")?;
+    if let Some(i) = url.path().find("/api/v1/") {
+        let mut base = url.clone();
+        base.set_path(&url.path()[..i]);
+        base.set_query(None);
+        base.set_fragment(None);
+        return Err(ConfigError(format!(
+            "--verify: {} is an API endpoint; give the base URL of the receiver's query API, \
+             --verify {} (ptc-metrics adds /api/v1/query)",
+            redact(&url),
+            shown_url(&base)
+        )));
+    }
+    Ok(url)
 }
 
 /// Checks a `NAME: VALUE` header.
@@ -173,7 +203,7 @@ fn name_only(h: &str) -> &str {
 
 impl BackfillArgs {
     pub fn into_config(self) -> Result<BackfillConfig, ConfigError> {
-        let derive = self.derive.config()?;
+        let derive = self.derive.config(Some(&self.series))?;
         let mut http = self.gateway.http()?;
         for h in &self.headers {
             http.headers.push(parse_header(h)?);
@@ -181,22 +211,45 @@ impl BackfillArgs {
         let gateway = self.gateway.gateway_url()?;
         let remote_write = match &self.remote_write {
             None => None,
-            Some(u) => {
-                let url = Url::parse(u).map_err(|e| {
-                    ConfigError(format!(
-                        "--remote-write: {:?} is not a URL ({e}); write e.g. http://prometheus:9090/api/v1/write",
-                        redact_str(u)
-                    ))
-                })?;
-                if url.scheme() != "http" && url.scheme() != "https" {
-                    return Err(ConfigError(format!(
-                        "--remote-write: {} must be an http:// or https:// URL",
-                        crate::sink::http::redact(&url)
-                    )));
-                }
-                Some(url)
-            }
+            Some(u) => Some(parse_http_url(
+                "--remote-write",
+                u,
+                "http://HOST:PORT/PATH",
+                "http://prometheus:9090/api/v1/write",
+            )?),
         };
+        let verify = match &self.verify {
+            None => None,
+            Some(v) => Some(verify_url(v)?),
+        };
+        let mut warnings = Vec::new();
+        if let Some(url) = &remote_write {
+            match check_path(url) {
+                PathCheck::Known => {}
+                PathCheck::Wrong { what, advice } => {
+                    return Err(ConfigError(format!(
+                        "--remote-write: {} is {what}; {advice}",
+                        redact(url)
+                    )))
+                }
+                PathCheck::Unknown => warnings.push(format!(
+                    "--remote-write {}: {} is no remote-write path ptc-metrics knows ({KNOWN_PATHS_TEXT}); {}",
+                    redact(url),
+                    url.path(),
+                    if verify.is_some() {
+                        "--verify checks that the runs arrive"
+                    } else {
+                        "if it answers 2xx without storing them, the runs are lost: add --verify URL (the \
+                         receiver's query API) to check that they arrive"
+                    }
+                )),
+            }
+        } else if verify.is_some() {
+            return Err(ConfigError(
+                "--verify checks what --remote-write delivers; give --remote-write URL as well"
+                    .into(),
+            ));
+        }
         let given = [
             remote_write.is_some(),
             self.openmetrics.is_some(),
@@ -262,6 +315,8 @@ impl BackfillArgs {
             },
             discard_pending: self.discard_pending,
             soft_fail: self.gateway.soft_fail,
+            verify,
+            warnings,
         })
     }
 }
@@ -350,6 +405,18 @@ mod tests {
             "--remote-write: ftp://x/ must be an http:// or https:// URL"
         );
         assert_eq!(
+            cfg(&["a", "--remote-write", "vm:8428/api/v1/write"])
+                .unwrap_err()
+                .0,
+            "--remote-write: \"vm:8428/api/v1/write\" is not a URL; give http://HOST:PORT/PATH, \
+             e.g. http://vm:8428/api/v1/write"
+        );
+        assert_eq!(
+            cfg(&["a", "--remote-write", "http://[::1/api/v1/write"]).unwrap_err().0,
+            "--remote-write: \"http://[::1/api/v1/write\" is not a URL: the IP address is not valid; \
+             give http://HOST:PORT/PATH, e.g. http://prometheus:9090/api/v1/write"
+        );
+        assert_eq!(
             cfg(&["a", "--dry-run", "--header", "Authorization=Bearer s3cret"])
                 .unwrap_err()
                 .0,
@@ -385,6 +452,128 @@ mod tests {
         // Backfill never reads the CI environment: the archived runs are not this job's.
         let err = cfg(&["a", "--dry-run", "--no-ci-detect"]).unwrap_err().0;
         assert!(err.contains("--no-ci-detect"), "{err}");
+    }
+
+    #[test]
+    fn remote_write_paths_of_something_else_are_refused_with_what_to_give() {
+        let err = |u: &str| cfg(&["a", "--remote-write", u]).unwrap_err().0;
+        assert_eq!(
+            err("http://vm:8428/write"),
+            "--remote-write: http://vm:8428/write is VictoriaMetrics' InfluxDB line-protocol endpoint \
+             (it answers 204 to a remote-write body and stores nothing); give --remote-write \
+             http://vm:8428/api/v1/write"
+        );
+        assert_eq!(
+            err("http://vminsert:8480/insert/42/influx/write"),
+            "--remote-write: http://vminsert:8480/insert/42/influx/write is an InfluxDB line-protocol \
+             endpoint (VictoriaMetrics answers 204 to a remote-write body there and stores nothing); \
+             give --remote-write http://vminsert:8480/insert/42/prometheus/api/v1/write"
+        );
+        assert_eq!(
+            err("http://vm:8428/api/v2/write"),
+            "--remote-write: http://vm:8428/api/v2/write is an InfluxDB line-protocol endpoint \
+             (VictoriaMetrics answers 204 to a remote-write body there and stores nothing); give \
+             --remote-write http://vm:8428/api/v1/write"
+        );
+        assert_eq!(
+            err("http://vm:8428/api/v1/import/prometheus"),
+            "--remote-write: http://vm:8428/api/v1/import/prometheus is VictoriaMetrics' import \
+             endpoint (JSON lines, text, CSV or native blocks, not remote write); give --remote-write \
+             http://vm:8428/api/v1/write"
+        );
+        assert_eq!(
+            err("https://u:pw@prom:9090/metrics"),
+            "--remote-write: https://u:***@prom:9090/metrics is a scrape endpoint (it serves metrics, \
+             it does not take them); give --remote-write https://u:***@prom:9090/api/v1/write"
+        );
+        assert_eq!(
+            err("http://prom:9090/api/v1/query_range?query=up"),
+            "--remote-write: http://prom:9090/api/v1/query_range?query=up is a query API URL (it \
+             answers queries; give it to --verify to check a backfill); give --remote-write \
+             http://prom:9090/api/v1/write"
+        );
+        assert_eq!(
+            err("http://pushgateway:9091/metrics/job/pytest"),
+            "--remote-write: http://pushgateway:9091/metrics/job/pytest is a Pushgateway group URL \
+             (the Pushgateway keeps no timestamps; `--gateway http://pushgateway:9091` pushes the \
+             newest run of each group there); give a remote-write receiver, e.g. --remote-write \
+             http://prometheus:9090/api/v1/write"
+        );
+        for ok in [
+            "http://prom:9090/api/v1/write",
+            "http://vm:8428/prometheus/api/v1/write",
+            "http://vminsert:8480/insert/0:1/prometheus/api/v1/write",
+            "http://mimir/api/v1/push",
+            "http://cortex/api/prom/push",
+            "http://thanos:19291/api/v1/receive",
+        ] {
+            let c = cfg(&["a", "--remote-write", ok]).unwrap();
+            assert!(c.warnings.is_empty(), "{ok}: {:?}", c.warnings);
+        }
+    }
+
+    #[test]
+    fn an_unknown_remote_write_path_is_a_warning_and_verify_takes_a_query_api() {
+        let c = cfg(&["a", "--remote-write", "https://rw.example/ingest"]).unwrap();
+        assert_eq!(
+            c.warnings,
+            vec![
+                "--remote-write https://rw.example/ingest: /ingest is no remote-write path ptc-metrics \
+                 knows (Prometheus and VictoriaMetrics /api/v1/write, Mimir and Cortex /api/v1/push or \
+                 /api/prom/push, Thanos Receive /api/v1/receive, VictoriaMetrics cluster \
+                 /insert/<tenant>/prometheus/api/v1/write); if it answers 2xx without storing them, the \
+                 runs are lost: add --verify URL (the receiver's query API) to check that they arrive"
+            ]
+        );
+        assert_eq!(c.verify, None);
+        let c = cfg(&[
+            "a",
+            "--remote-write",
+            "https://rw.example/ingest",
+            "--verify",
+            "https://q.example/prometheus",
+        ])
+        .unwrap();
+        assert!(
+            c.warnings[0].ends_with("; --verify checks that the runs arrive"),
+            "{:?}",
+            c.warnings
+        );
+        assert_eq!(
+            c.verify.as_ref().map(|u| u.as_str()),
+            Some("https://q.example/prometheus")
+        );
+        assert_eq!(
+            cfg(&[
+                "a",
+                "--remote-write",
+                "http://p:9090/api/v1/write",
+                "--verify",
+                "http://p:9090/api/v1/query"
+            ])
+            .unwrap_err()
+            .0,
+            "--verify: http://p:9090/api/v1/query is an API endpoint; give the base URL of the \
+             receiver's query API, --verify http://p:9090 (ptc-metrics adds /api/v1/query)"
+        );
+        assert_eq!(
+            cfg(&["a", "--openmetrics", "x.om", "--verify", "http://p:9090"])
+                .unwrap_err()
+                .0,
+            "--verify checks what --remote-write delivers; give --remote-write URL as well"
+        );
+        assert_eq!(
+            cfg(&[
+                "a",
+                "--remote-write",
+                "http://p:9090/api/v1/write",
+                "--verify",
+                "p:9090"
+            ])
+            .unwrap_err()
+            .0,
+            "--verify: \"p:9090\" is not a URL; give http://HOST:PORT, e.g. http://p:9090"
+        );
     }
 
     #[test]

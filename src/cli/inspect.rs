@@ -1,5 +1,5 @@
 //! `inspect`: arguments and their validation into `InspectConfig`. Colour and width are
-//! resolved here, once, from `--color`/`NO_COLOR`/tty and `--width`/`COLUMNS`.
+//! resolved here, once, from `--color`/`NO_COLOR`/tty and `--width`/the terminal/`COLUMNS`.
 
 use clap::{Args, ValueEnum};
 
@@ -47,7 +47,8 @@ pub struct InspectArgs {
         default_value = "auto"
     )]
     pub color: ColorArg,
-    /// Line width of the text report (default: $COLUMNS, else 100; at least 60).
+    /// Line width of the text report (default: the terminal's width, else $COLUMNS, else 100;
+    /// at least 60).
     #[arg(long, value_name = "COLUMNS", env = "PTC_METRICS_WIDTH")]
     pub width: Option<usize>,
     /// Tests listed per section (violations, near limit, flaky, hermeticity, coverage files),
@@ -57,14 +58,16 @@ pub struct InspectArgs {
 }
 
 impl InspectArgs {
-    /// `env` looks up `COLUMNS` and `NO_COLOR`; `stdout_is_tty` says whether stdout is a terminal.
+    /// `env` looks up `COLUMNS` and `NO_COLOR`; `stdout_is_tty` says whether stdout is a
+    /// terminal; `terminal_columns` is the terminal's width when there is one.
     pub fn into_config(
         self,
         env: &dyn Fn(&str) -> Option<String>,
         stdout_is_tty: bool,
+        terminal_columns: Option<usize>,
     ) -> Result<InspectConfig, ConfigError> {
         let inputs = self.input.inputs()?;
-        let derive = self.derive.config()?;
+        let derive = self.derive.config(None)?;
         let choice = match self.color {
             ColorArg::Auto => ColourChoice::Auto,
             ColorArg::Always => ColourChoice::Always,
@@ -79,7 +82,7 @@ impl InspectArgs {
                 FormatArg::Json => Format::Json,
             },
             terminal: TerminalConfig {
-                width: resolve_width(self.width, env("COLUMNS").as_deref()),
+                width: resolve_width(self.width, terminal_columns, env("COLUMNS").as_deref()),
                 colour: use_colour(choice, stdout_is_tty, env("NO_COLOR").as_deref()),
             },
         })
@@ -97,6 +100,15 @@ mod tests {
         env: &[(&str, &str)],
         tty: bool,
     ) -> Result<InspectConfig, ConfigError> {
+        inspect_on(args, env, tty, None)
+    }
+
+    fn inspect_on(
+        args: &[&str],
+        env: &[(&str, &str)],
+        tty: bool,
+        terminal: Option<usize>,
+    ) -> Result<InspectConfig, ConfigError> {
         let mut v = vec!["ptc-metrics", "inspect"];
         v.extend_from_slice(args);
         let cli = Cli::try_parse_from(v).unwrap();
@@ -110,6 +122,7 @@ mod tests {
         a.into_config(
             &|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
             tty,
+            terminal,
         )
     }
 
@@ -153,6 +166,11 @@ mod tests {
                 colour: true
             }
         );
+        // The terminal's width wins over COLUMNS, --width over both.
+        let c = inspect_on(&["r.xml"], &[("COLUMNS", "132")], true, Some(200)).unwrap();
+        assert_eq!(c.terminal.width, 200);
+        let c = inspect_on(&["r.xml", "--width", "90"], &[], true, Some(200)).unwrap();
+        assert_eq!(c.terminal.width, 90);
         assert_eq!(
             inspect(&[], &[], false).unwrap_err().0,
             "no report given: pass the JUnit XML file(s) pytest wrote with --junitxml"

@@ -23,7 +23,7 @@ use crate::config::{
     check_label_name, parse_buckets, parse_duration, ConfigError, GroupConfig, Shard,
 };
 use crate::derive::metrics::Labels;
-use crate::derive::{DeriveConfig, PerTestConfig, DEFAULT_BUCKETS};
+use crate::derive::{DeriveConfig, PerTestConfig};
 use crate::read::Inputs;
 use crate::sink::http::{Auth, HttpConfig, Secret};
 
@@ -96,6 +96,7 @@ pub struct InputArgs {
     pub junit_prefix: String,
 }
 
+/// Derivation flags every command that reads a run uses.
 #[derive(Debug, Args)]
 pub struct DeriveArgs {
     /// A test is "near its limit" at this share of its size's time limit.
@@ -106,9 +107,22 @@ pub struct DeriveArgs {
         default_value_t = 0.8
     )]
     pub near_limit_ratio: f64,
+}
+
+/// `--buckets` as its default is shown in the help: [`DEFAULT_BUCKETS`].
+pub const DEFAULT_BUCKETS_ARG: &str = "0.1,0.5,1,5,10,30,60,300,900";
+
+/// Flags that shape the series written (`push`, `backfill`); `inspect` writes none.
+#[derive(Debug, Args)]
+pub struct SeriesArgs {
     /// Upper bounds of the pytest_test_duration_seconds histogram, comma-separated.
-    #[arg(long, value_name = "LIST", env = "PTC_METRICS_BUCKETS")]
-    pub buckets: Option<String>,
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "PTC_METRICS_BUCKETS",
+        default_value = DEFAULT_BUCKETS_ARG
+    )]
+    pub buckets: String,
     /// Write pytest_test_case_duration_seconds for tests at least this slow (seconds).
     #[arg(long, value_name = "SECONDS", env = "PTC_METRICS_PER_TEST_SLOWER_THAN")]
     pub per_test_slower_than: Option<f64>,
@@ -252,21 +266,30 @@ impl InputArgs {
 }
 
 impl DeriveArgs {
-    pub fn config(&self) -> Result<DeriveConfig, ConfigError> {
+    /// The derivation; `series` gives the flags of commands that write series (`None`:
+    /// `inspect`, which writes none and keeps every coverage file for its own top-N list).
+    pub fn config(&self, series: Option<&SeriesArgs>) -> Result<DeriveConfig, ConfigError> {
         if !(self.near_limit_ratio > 0.0 && self.near_limit_ratio <= 1.0) {
             return Err(ConfigError(format!(
                 "--near-limit-ratio: {} must be above 0 and at most 1",
                 self.near_limit_ratio
             )));
         }
-        if let Some(r) = self.per_test_sample {
+        let Some(series) = series else {
+            return Ok(DeriveConfig {
+                near_limit_ratio: self.near_limit_ratio,
+                max_coverage_files: usize::MAX,
+                ..DeriveConfig::default()
+            });
+        };
+        if let Some(r) = series.per_test_sample {
             if !(0.0..=1.0).contains(&r) {
                 return Err(ConfigError(format!(
                     "--per-test-sample: {r} must be between 0 and 1"
                 )));
             }
         }
-        if let Some(t) = self.per_test_slower_than {
+        if let Some(t) = series.per_test_slower_than {
             if !t.is_finite() || t < 0.0 {
                 return Err(ConfigError(format!(
                     "--per-test-slower-than: {t} must be a number of seconds ≥ 0"
@@ -275,16 +298,13 @@ impl DeriveArgs {
         }
         Ok(DeriveConfig {
             near_limit_ratio: self.near_limit_ratio,
-            buckets: match &self.buckets {
-                Some(b) => parse_buckets(b)?,
-                None => DEFAULT_BUCKETS.to_vec(),
-            },
+            buckets: parse_buckets(&series.buckets)?,
             per_test: PerTestConfig {
-                slower_than: self.per_test_slower_than,
-                sample_rate: self.per_test_sample,
-                max_series: self.max_per_test_series,
+                slower_than: series.per_test_slower_than,
+                sample_rate: series.per_test_sample,
+                max_series: series.max_per_test_series,
             },
-            max_coverage_files: self.max_coverage_files,
+            max_coverage_files: series.max_coverage_files,
         })
     }
 }
@@ -401,19 +421,105 @@ impl GatewayArgs {
         let Some(g) = &self.gateway else {
             return Ok(None);
         };
-        let url = Url::parse(g).map_err(|e| {
-            ConfigError(format!(
-                "--gateway: {:?} is not a URL ({e}); write e.g. http://pushgateway:9091",
-                redact_str(g)
-            ))
-        })?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(ConfigError(format!(
-                "--gateway: {} must be an http:// or https:// URL",
-                crate::sink::http::redact(&url)
-            )));
-        }
+        let url = parse_http_url(
+            "--gateway",
+            g,
+            "http://HOST:PORT",
+            "http://pushgateway:9091",
+        )?;
+        check_gateway_path(&url)?;
         Ok(Some(url))
+    }
+}
+
+/// Refuses a Pushgateway URL that is not its base URL: the scrape URL `…/metrics` (a common
+/// copy), the API `…/api/v1/metrics` or a group's `…/metrics/job/…`. ptc-metrics appends
+/// `/metrics/job/<job>/…` itself, so those would push to `/metrics/metrics/job/…`.
+fn check_gateway_path(url: &Url) -> Result<(), ConfigError> {
+    let path = url.path().trim_end_matches('/');
+    let group = path
+        .find("/metrics/job/")
+        .or_else(|| path.strip_suffix("/metrics/job").map(str::len));
+    let (cut, what) = if let Some(i) = group {
+        (i, None)
+    } else if let Some(b) = path.strip_suffix("/api/v1/metrics") {
+        (b.len(), Some("API"))
+    } else if let Some(b) = path.strip_suffix("/metrics") {
+        (b.len(), Some("scrape"))
+    } else {
+        return Ok(());
+    };
+    let mut base = url.clone();
+    base.set_path(&path[..cut]);
+    base.set_query(None);
+    base.set_fragment(None);
+    let (given, base) = (crate::sink::http::redact(url), shown_url(&base));
+    Err(ConfigError(match what {
+        None => format!(
+            "--gateway: {given} is a group's URL; give the Pushgateway's base URL, --gateway {base} \
+             (the group comes from --job, --project, --branch and --label)"
+        ),
+        Some(what) => format!(
+            "--gateway: {given} is the Pushgateway's {what} URL; give its base URL, --gateway {base} \
+             (ptc-metrics adds /metrics/job/<job>/… itself)"
+        ),
+    }))
+}
+
+/// Parses the http(s) URL given to `flag`. The messages say what is wrong in plain words and
+/// what to give: `shape` (`http://HOST:PORT`) and an example (the input with `http://` in front
+/// when that is all it lacks, else `example`).
+pub(crate) fn parse_http_url(
+    flag: &str,
+    given: &str,
+    shape: &str,
+    example: &str,
+) -> Result<Url, ConfigError> {
+    let shown = redact_str(given);
+    if !given.contains("://") {
+        let eg = Url::parse(&format!("http://{}", given.trim()))
+            .ok()
+            .filter(|u| !given.trim().is_empty() && u.host_str().is_some_and(|h| !h.is_empty()))
+            .map_or_else(|| example.to_string(), |u| shown_url(&u));
+        return Err(ConfigError(format!(
+            "{flag}: {shown:?} is not a URL; give {shape}, e.g. {eg}"
+        )));
+    }
+    let url = Url::parse(given).map_err(|e| {
+        ConfigError(format!(
+            "{flag}: {shown:?} is not a URL: {}; give {shape}, e.g. {example}",
+            url_problem(&e.to_string())
+        ))
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError(format!(
+            "{flag}: {} must be an http:// or https:// URL",
+            crate::sink::http::redact(&url)
+        )));
+    }
+    Ok(url)
+}
+
+/// The URL parser's reason in plain words.
+fn url_problem(e: &str) -> String {
+    match e {
+        "empty host" => "it names no host".into(),
+        "invalid port number" => "the port is not a number from 0 to 65535".into(),
+        "invalid IPv4 address" | "invalid IPv6 address" => "the IP address is not valid".into(),
+        "invalid international domain name" | "invalid domain character" => {
+            "the host name holds characters a host name cannot have".into()
+        }
+        other => other.into(),
+    }
+}
+
+/// A URL as messages show it: no password, and no lone `/` after the host.
+pub(crate) fn shown_url(u: &Url) -> String {
+    let s = crate::sink::http::redact(u);
+    if u.path() == "/" && u.query().is_none() && u.fragment().is_none() {
+        s.trim_end_matches('/').to_string()
+    } else {
+        s
     }
 }
 
@@ -421,6 +527,7 @@ impl GatewayArgs {
 pub(crate) fn redact_str(s: &str) -> String {
     match (s.find("://"), s.rfind('@')) {
         (Some(i), Some(j)) if j > i => format!("{}***@{}", &s[..i + 3], &s[j + 1..]),
+        (None, Some(j)) => format!("***@{}", &s[j + 1..]),
         _ => s.to_string(),
     }
 }
@@ -446,5 +553,18 @@ impl DeadlineArgs {
             .map_err(|e| ConfigError(format!("--deadline: {e}")))?;
         http.deadline = Some(d);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buckets_default_shown_is_the_default_used() {
+        assert_eq!(
+            parse_buckets(DEFAULT_BUCKETS_ARG).unwrap(),
+            crate::derive::DEFAULT_BUCKETS.to_vec()
+        );
     }
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{CiDetectArgs, DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs};
+use super::{
+    CiDetectArgs, DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs, SeriesArgs,
+};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink};
 use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
@@ -32,6 +34,8 @@ pub struct PushArgs {
     pub deadline: DeadlineArgs,
     #[command(flatten)]
     pub derive: DeriveArgs,
+    #[command(flatten)]
+    pub series: SeriesArgs,
     /// Print the exposition to stdout and push nothing.
     #[arg(long, env = "PTC_METRICS_DRY_RUN")]
     pub dry_run: bool,
@@ -72,7 +76,7 @@ impl PushArgs {
     pub fn into_config(self, ci: &CiContext) -> Result<PushConfig, ConfigError> {
         let ci = self.detect.context(ci);
         let inputs = self.input.inputs()?;
-        let derive = self.derive.config()?;
+        let derive = self.derive.config(Some(&self.series))?;
         let group = self.group.config(&ci)?;
         let mut http = self.gateway.http()?;
         self.deadline.apply(&mut http)?;
@@ -238,11 +242,77 @@ mod tests {
         );
         assert_eq!(
             push(&["r.xml", "--gateway", "http://u:pw@", "--dry-run"]).unwrap_err().0,
-            "--gateway: \"http://***@\" is not a URL (empty host); write e.g. http://pushgateway:9091"
+            "--gateway: \"http://***@\" is not a URL: it names no host; give http://HOST:PORT, e.g. http://pushgateway:9091"
         );
         assert_eq!(
             push(&["--dry-run"]).unwrap_err().0,
             "no report given: pass the JUnit XML file(s) pytest wrote with --junitxml"
+        );
+    }
+
+    #[test]
+    fn a_scrape_or_group_url_as_gateway_says_what_to_give() {
+        let err = |g: &str| push(&["r.xml", "--gateway", g]).unwrap_err().0;
+        assert_eq!(
+            err("http://host:9091/metrics"),
+            "--gateway: http://host:9091/metrics is the Pushgateway's scrape URL; give its base URL, \
+             --gateway http://host:9091 (ptc-metrics adds /metrics/job/<job>/… itself)"
+        );
+        assert_eq!(
+            err("https://u:pw@gw.example/pushgateway/metrics/"),
+            "--gateway: https://u:***@gw.example/pushgateway/metrics/ is the Pushgateway's scrape URL; give \
+             its base URL, --gateway https://u:***@gw.example/pushgateway (ptc-metrics adds \
+             /metrics/job/<job>/… itself)"
+        );
+        assert_eq!(
+            err("http://host:9091/metrics/job/pytest/project/shop"),
+            "--gateway: http://host:9091/metrics/job/pytest/project/shop is a group's URL; give the \
+             Pushgateway's base URL, --gateway http://host:9091 (the group comes from --job, --project, \
+             --branch and --label)"
+        );
+        assert_eq!(
+            err("http://host:9091/api/v1/metrics"),
+            "--gateway: http://host:9091/api/v1/metrics is the Pushgateway's API URL; give its base URL, \
+             --gateway http://host:9091 (ptc-metrics adds /metrics/job/<job>/… itself)"
+        );
+        // A base URL with a path prefix (a gateway behind a proxy) is fine.
+        let c = push(&["r.xml", "--gateway", "http://proxy/pushgateway"]).unwrap();
+        let Delivery::Sinks {
+            pushgateway: Some(gw),
+            ..
+        } = c.delivery
+        else {
+            panic!()
+        };
+        assert_eq!(
+            gw.gateway.group_url().as_str(),
+            "http://proxy/pushgateway/metrics/job/pytest"
+        );
+    }
+
+    #[test]
+    fn a_gateway_that_is_not_a_url_says_what_to_give() {
+        let err = |g: &str| push(&["r.xml", "--gateway", g]).unwrap_err().0;
+        assert_eq!(
+            err("gw:9091"),
+            "--gateway: \"gw:9091\" is not a URL; give http://HOST:PORT, e.g. http://gw:9091"
+        );
+        assert_eq!(
+            err("pushgateway"),
+            "--gateway: \"pushgateway\" is not a URL; give http://HOST:PORT, e.g. http://pushgateway"
+        );
+        assert_eq!(
+            err("ci:s3cret@gw:9091"),
+            "--gateway: \"***@gw:9091\" is not a URL; give http://HOST:PORT, e.g. http://ci:***@gw:9091"
+        );
+        assert_eq!(
+            err("http://gw:99999"),
+            "--gateway: \"http://gw:99999\" is not a URL: the port is not a number from 0 to 65535; \
+             give http://HOST:PORT, e.g. http://pushgateway:9091"
+        );
+        assert_eq!(
+            err(""),
+            "--gateway: \"\" is not a URL; give http://HOST:PORT, e.g. http://pushgateway:9091"
         );
     }
 

@@ -1,5 +1,5 @@
 //! OpenMetrics 1.0 text with sample timestamps, for
-//! `promtool tsdb create-blocks-from openmetrics` (PROTOCOLS.md §2.1, §3.6).
+//! `promtool tsdb create-blocks-from openmetrics`.
 //!
 //! Many runs go into one exposition, so the [`Builder`] gathers every run's points per
 //! family and per label set first and writes them at the end: families not interleaved,

@@ -1,4 +1,4 @@
-//! Prometheus remote write 1.0 (PROTOCOLS.md §3.1): protobuf `WriteRequest`, snappy block
+//! Prometheus remote write 1.0 (the 1.0 specification): protobuf `WriteRequest`, snappy block
 //! format (never the framed format), samples with millisecond timestamps.
 //!
 //! The four messages are declared by hand with `prost` derives (no protoc, no build

@@ -59,12 +59,20 @@ pub fn use_colour(choice: ColourChoice, stdout_is_tty: bool, no_color: Option<&s
     }
 }
 
-/// The width to use: `--width`, else `COLUMNS` when it is a number, else 100; never below 60.
-pub fn resolve_width(flag: Option<usize>, columns: Option<&str>) -> usize {
-    flag.or_else(|| columns.and_then(|c| c.trim().parse::<usize>().ok()))
-        .filter(|w| *w > 0)
-        .unwrap_or(DEFAULT_WIDTH)
-        .max(MIN_WIDTH)
+/// The width to use: `--width`, else the terminal's width (`terminal`, asked by the caller),
+/// else `COLUMNS` when it is a number (shells seldom export it), else 100; never below 60.
+/// Zero counts as not given.
+pub fn resolve_width(flag: Option<usize>, terminal: Option<usize>, columns: Option<&str>) -> usize {
+    [
+        flag,
+        terminal,
+        columns.and_then(|c| c.trim().parse::<usize>().ok()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|w| *w > 0)
+    .unwrap_or(DEFAULT_WIDTH)
+    .max(MIN_WIDTH)
 }
 
 #[cfg(test)]
@@ -84,11 +92,18 @@ mod tests {
 
     #[test]
     fn width_decision() {
-        assert_eq!(resolve_width(None, None), 100);
-        assert_eq!(resolve_width(None, Some("132")), 132);
-        assert_eq!(resolve_width(Some(80), Some("132")), 80);
-        assert_eq!(resolve_width(None, Some("wide")), 100);
-        assert_eq!(resolve_width(None, Some("20")), 60);
-        assert_eq!(resolve_width(Some(0), None), 100);
+        assert_eq!(resolve_width(None, None, None), 100);
+        assert_eq!(resolve_width(None, None, Some("132")), 132);
+        assert_eq!(resolve_width(Some(80), None, Some("132")), 80);
+        assert_eq!(resolve_width(None, None, Some("wide")), 100);
+        assert_eq!(resolve_width(None, None, Some("20")), 60);
+        assert_eq!(resolve_width(Some(0), None, None), 100);
+        // The terminal's width comes after --width and before COLUMNS.
+        assert_eq!(resolve_width(None, Some(200), None), 200);
+        assert_eq!(resolve_width(None, Some(200), Some("132")), 200);
+        assert_eq!(resolve_width(Some(80), Some(200), Some("132")), 80);
+        assert_eq!(resolve_width(Some(0), Some(200), Some("132")), 200);
+        assert_eq!(resolve_width(None, Some(0), Some("132")), 132);
+        assert_eq!(resolve_width(None, Some(40), None), 60);
     }
 }

@@ -1,5 +1,5 @@
 //! The terminal report of `ptc-metrics inspect`: one run's size distribution against
-//! pytest-test-categories 1.2.2's targets and bands (FORMATS.md §2.3), outcomes by size,
+//! pytest-test-categories 1.2.2's targets and bands, outcomes by size,
 //! violations, near-limit, flaky and slowest tests, hermeticity, coverage and warnings
 //! (METRICS.md §1–3 for every count).
 //!

@@ -3,8 +3,9 @@
 //! `http`: the shared client (timeouts, TLS, auth, retries); `pushgateway`: push and
 //! delete a group, read its running totals; `textfile`: node_exporter's textfile collector
 //! (atomic replace, running totals read back from the previous file); `remote_write`:
-//! Prometheus remote write 1.0 receivers; `openmetrics_file`: an OpenMetrics file for
-//! promtool, written atomically.
+//! Prometheus remote write 1.0 receivers; `verify`: asks a receiver's query API whether
+//! what it acknowledged is stored; `openmetrics_file`: an OpenMetrics file for promtool,
+//! written atomically.
 
 pub mod atomic;
 pub mod exact_push;
@@ -15,3 +16,4 @@ pub mod openmetrics_file;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod textfile;
+pub mod verify;

@@ -869,6 +869,12 @@ pub struct VictoriaMetrics {
 
 impl VictoriaMetrics {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra flags after the defaults (a later flag wins, e.g.
+    /// `-retentionPeriod=1d`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let bin = victoria_metrics_bin();
         let (proc, port) = ServerProcess::start(
             "victoria-metrics",
@@ -883,6 +889,9 @@ impl VictoriaMetrics {
                     "-search.latencyOffset=0s".into(),
                     "-search.disableCache".into(),
                 ]
+                .into_iter()
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect()
             },
         );
         VictoriaMetrics {
