@@ -41,6 +41,14 @@ fn spawn_push(gateway: &str, extra: &[&str]) -> Child {
             "--branch",
             "main",
             "--no-ci-detect",
+            // 20 pushes at once on 2 cores: the gateway serialises writes and checks each one
+            // against all its groups, and renders all of them for every read, so a request
+            // can wait several seconds in its queue; the default 10s would measure the
+            // machine, not the protocol.
+            "--timeout",
+            "30s",
+            "--deadline",
+            "5m",
         ])
         .args(extra)
         .stdout(Stdio::null())
@@ -166,8 +174,8 @@ fn pushes_spread_over_200ms_are_each_counted_once() {
     }
 }
 
-/// A loopback proxy in front of the gateway: every 3rd write (`PUT`) is answered 503 without
-/// reaching the gateway, every 3rd+1 is passed on and its answer dropped (the connection is
+/// A loopback proxy in front of the gateway: every 4th write (`PUT`) is answered 503 without
+/// reaching the gateway, every 4th+1 is passed on and its answer dropped (the connection is
 /// closed after the gateway took the body). Reads pass.
 struct FaultProxy {
     url: String,
@@ -239,7 +247,7 @@ fn serve(
     }
     let is_write = head.starts_with("PUT ");
     let fault = if is_write {
-        writes.fetch_add(1, Ordering::SeqCst) % 3
+        writes.fetch_add(1, Ordering::SeqCst) % 4
     } else {
         2
     };
@@ -278,7 +286,7 @@ fn refused_and_lost_answers_neither_lose_nor_double_count() {
     let proxy = FaultProxy::start(&gw.url);
     for rep in 1..=3 {
         let children: Vec<Child> = (0..PROCS)
-            .map(|_| spawn_push(&proxy.url, &["--retries", "6"]))
+            .map(|_| spawn_push(&proxy.url, &["--retries", "12"]))
             .collect();
         wait_ok(children);
         assert_counted(&gw, &one, rep * PROCS, "through the fault proxy");
