@@ -141,8 +141,10 @@ impl GroupConfig {
     }
 }
 
-/// Where the exposition goes.
+/// Where the exposition goes. Built once per command, so the size of its variants does not
+/// matter.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Delivery {
     /// `--dry-run`: print to stdout, push nothing.
     DryRun,
