@@ -74,7 +74,13 @@ fn cumulative(gw: &Pushgateway, group: &[(&str, &str)]) -> BTreeMap<String, f64>
     want.insert("job".into(), "pytest".into());
     let mut out = BTreeMap::new();
     for line in gw.metrics_text().lines() {
-        let cum = ["pytest_runs_total", "pytest_tests_total", "pytest_test_duration_seconds_count", "ci_test_failures_total", "pytest_timing_violations_total"];
+        let cum = [
+            "pytest_runs_total",
+            "pytest_tests_total",
+            "pytest_test_duration_seconds_count",
+            "ci_test_failures_total",
+            "pytest_timing_violations_total",
+        ];
         let Some(name) = cum.iter().find(|n| line.starts_with(&format!("{n}{{"))) else {
             continue;
         };
@@ -108,14 +114,30 @@ fn times(one: &BTreeMap<String, f64>, n: f64) -> BTreeMap<String, f64> {
 /// PUTs 200 other groups (same families, other projects) straight to the gateway.
 fn fill_other_groups(gw: &Pushgateway, n: usize) {
     let o = cli()
-        .args(["push", &report(), "--size-report", &size_report(), "--dry-run"])
-        .args(["--project", "PLACEHOLDER", "--branch", "main", "--no-ci-detect"])
+        .args([
+            "push",
+            &report(),
+            "--size-report",
+            &size_report(),
+            "--dry-run",
+        ])
+        .args([
+            "--project",
+            "PLACEHOLDER",
+            "--branch",
+            "main",
+            "--no-ci-detect",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     for i in 0..n {
         let body = text.replace("project=\"PLACEHOLDER\"", &format!("project=\"other{i}\""));
-        let (status, b) = gw.push_raw("PUT", &format!("/metrics/job/pytest/project/other{i}/branch/main"), &body);
+        let (status, b) = gw.push_raw(
+            "PUT",
+            &format!("/metrics/job/pytest/project/other{i}/branch/main"),
+            &body,
+        );
         assert_eq!(status, 200, "{b}");
     }
 }
@@ -137,13 +159,20 @@ fn simultaneous_pushes_are_each_counted_once() {
         assert_counted(&gw, &one, rep * PROCS, "at once");
     }
     // The other groups are untouched, and nothing but the group and its pending pushes is ours.
-    assert_eq!(cumulative(&gw, &[("project", "other7"), ("branch", "main")]), one);
+    assert_eq!(
+        cumulative(&gw, &[("project", "other7"), ("branch", "main")]),
+        one
+    );
     let groups = gw.metric_lines("push_time_seconds");
     let pending = groups.iter().filter(|l| l.contains("ptc_push=")).count();
     assert_eq!(groups.len() - pending, 201, "{groups:#?}");
     assert!(pending <= 10 * PROCS, "{pending}");
     let ledger = gw.metric_lines("ptc_push_ledger");
-    assert_eq!(ledger.len(), pending, "every live pending push is in the ledger: {ledger:#?}");
+    assert_eq!(
+        ledger.len(),
+        pending,
+        "every live pending push is in the ledger: {ledger:#?}"
+    );
 }
 
 #[test]
@@ -227,7 +256,8 @@ fn serve(
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     while buf.len() < head_end + len {
@@ -245,7 +275,9 @@ fn serve(
     };
     if fault == 0 {
         refused.fetch_add(1, Ordering::SeqCst);
-        conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        conn.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
         return Ok(());
     }
     let mut lines: Vec<&str> = head[..head_end - 4]
@@ -294,7 +326,14 @@ fn concurrent_writers_of_one_textfile_lose_no_run() {
     let p = path.to_string_lossy().into_owned();
     let spawn = || {
         cli()
-            .args(["push", &report(), "--size-report", &size_report(), "--textfile", &p])
+            .args([
+                "push",
+                &report(),
+                "--size-report",
+                &size_report(),
+                "--textfile",
+                &p,
+            ])
             .args(["--project", "app", "--no-ci-detect"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -305,7 +344,12 @@ fn concurrent_writers_of_one_textfile_lose_no_run() {
         let children: Vec<Child> = (0..PROCS).map(|_| spawn()).collect();
         for c in children {
             let o = c.wait_with_output().unwrap();
-            assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
     }
     let text = std::fs::read_to_string(&path).unwrap();

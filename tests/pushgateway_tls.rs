@@ -180,10 +180,7 @@ fn untrusted_certificate_and_wrong_password_fail_clearly() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        e.contains(&format!("error: GET {url}/metrics: ")),
-        "{e}"
-    );
+    assert!(e.contains(&format!("error: GET {url}/metrics: ")), "{e}");
     assert!(e.contains("certificate"), "{e}");
     assert!(!e.contains("right-password"), "{e}");
     // A wrong password: 401, not retried, not shown.

@@ -48,7 +48,8 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
             let id = main
                 .remove(PENDING_LABEL)
                 .and_then(|h| u64::from_str_radix(&h, 16).ok());
-            let counted = id.is_some_and(|id| view.ledgers.get(&main).is_some_and(|l| l.contains(&id)));
+            let counted =
+                id.is_some_and(|id| view.ledgers.get(&main).is_some_and(|l| l.contains(&id)));
             age > limit && (!kept(&g.labels) || (counted && age > GRACE_SECONDS))
         } else if kept(&g.labels) {
             keep_branch += 1;
@@ -68,14 +69,22 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
         let gw = group_config(cfg, &g.labels);
         let shown = redact(&gw.group_url());
         if cfg.dry_run {
-            let _ = writeln!(stdout, "would delete {shown} (last push {} ago)", days(*age));
+            let _ = writeln!(
+                stdout,
+                "would delete {shown} (last push {} ago)",
+                days(*age)
+            );
             continue;
         }
         pushgateway::delete(&client, &gw)?;
         deleted += 1;
         let _ = writeln!(stdout, "deleted {shown} (last push {} ago)", days(*age));
     }
-    let groups = view.groups.iter().filter(|g| !is_pending(&g.labels)).count();
+    let groups = view
+        .groups
+        .iter()
+        .filter(|g| !is_pending(&g.labels))
+        .count();
     let _ = writeln!(
         stderr,
         "{} {} of {} groups of job {job:?} on {} (kept: {keep_branch} of branches {}, {young} pushed within {})",

@@ -14,8 +14,8 @@ use crate::derive::Summary;
 use crate::encode::text;
 use crate::read::{read_run_with, ReadOptions};
 use crate::sink::http::HttpClient;
-use crate::sink::{exact_push, pushgateway};
 use crate::sink::textfile::{self, TextfileConfig};
+use crate::sink::{exact_push, pushgateway};
 
 /// `ptc-metrics push`.
 pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<()> {

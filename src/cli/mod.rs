@@ -390,8 +390,8 @@ pub struct DeadlineArgs {
 impl DeadlineArgs {
     /// Sets the deadline of `http`.
     pub fn apply(&self, http: &mut HttpConfig) -> Result<(), ConfigError> {
-        let d = parse_duration(&self.deadline)
-            .map_err(|e| ConfigError(format!("--deadline: {e}")))?;
+        let d =
+            parse_duration(&self.deadline).map_err(|e| ConfigError(format!("--deadline: {e}")))?;
         http.deadline = Some(d);
         Ok(())
     }

@@ -39,8 +39,7 @@ impl PruneArgs {
                 "prune needs --older-than AGE (e.g. --older-than 30d): groups pushed more recently are kept".into(),
             ));
         };
-        let older_than =
-            parse_age(older).map_err(|e| ConfigError(format!("--older-than: {e}")))?;
+        let older_than = parse_age(older).map_err(|e| ConfigError(format!("--older-than: {e}")))?;
         let mut http = self.gateway.http()?;
         self.deadline.apply(&mut http)?;
         let Some(url) = self.gateway.gateway_url()? else {
@@ -133,7 +132,14 @@ mod tests {
             "no Pushgateway: give --gateway URL (or PTC_METRICS_GATEWAY)"
         );
         assert_eq!(
-            e(&["--gateway", "http://gw:9091", "--older-than", "3d", "--deadline", "soon"]),
+            e(&[
+                "--gateway",
+                "http://gw:9091",
+                "--older-than",
+                "3d",
+                "--deadline",
+                "soon"
+            ]),
             "--deadline: \"soon\" is not a duration; write e.g. 10s, 500ms or 2m"
         );
     }

@@ -99,7 +99,11 @@ pub fn push_exact(
     let mut view = read?;
     match put {
         Ok(r) => r?,
-        Err(_) => return Err(DeliveryError::Setup("the pending push failed unexpectedly".into())),
+        Err(_) => {
+            return Err(DeliveryError::Setup(
+                "the pending push failed unexpectedly".into(),
+            ))
+        }
     }
     let mut wrote = false;
     loop {
@@ -135,7 +139,9 @@ pub fn push_exact(
         }
         let (totals, ledger, warnings) = merge(&view, id, delta, &unapplied);
         out.warnings.extend(warnings);
-        out.applied_for_others = out.applied_for_others.max(unapplied.len().saturating_sub(1));
+        out.applied_for_others = out
+            .applied_for_others
+            .max(unapplied.len().saturating_sub(1));
         let mut text = body(&totals).map_err(DeliveryError::Setup)?;
         text.push_str(&ledger_text(&ledger));
         let started = std::time::Instant::now();
@@ -312,7 +318,11 @@ pub fn pending_body(t: &Totals) -> String {
             .map(|(f, v)| format!("ci_test_failures_total{{{}}} {v}", one("failure_type", f)))
             .collect(),
     );
-    family("pytest_runs_total", "counter", vec![format!("pytest_runs_total {}", t.runs)]);
+    family(
+        "pytest_runs_total",
+        "counter",
+        vec![format!("pytest_runs_total {}", t.runs)],
+    );
     let mut hist = Vec::new();
     for ((size, outcome), h) in &t.durations {
         let so = format!("{},{}", one("outcome", outcome), one("size", size));
@@ -325,8 +335,14 @@ pub fn pending_body(t: &Totals) -> String {
             "pytest_test_duration_seconds_bucket{{le=\"+Inf\",{so}}} {}",
             h.count
         ));
-        hist.push(format!("pytest_test_duration_seconds_sum{{{so}}} {}", h.sum));
-        hist.push(format!("pytest_test_duration_seconds_count{{{so}}} {}", h.count));
+        hist.push(format!(
+            "pytest_test_duration_seconds_sum{{{so}}} {}",
+            h.sum
+        ));
+        hist.push(format!(
+            "pytest_test_duration_seconds_count{{{so}}} {}",
+            h.count
+        ));
     }
     family("pytest_test_duration_seconds", "histogram", hist);
     family(
@@ -348,7 +364,12 @@ pub fn pending_body(t: &Totals) -> String {
         "counter",
         t.timing
             .iter()
-            .map(|(size, v)| format!("pytest_timing_violations_total{{{}}} {v}", one("size", size)))
+            .map(|(size, v)| {
+                format!(
+                    "pytest_timing_violations_total{{{}}} {v}",
+                    one("size", size)
+                )
+            })
             .collect(),
     );
     s
@@ -377,7 +398,8 @@ mod tests {
             runs,
             ..Totals::default()
         };
-        t.tests.insert(("small".into(), "passed".into()), small_passed);
+        t.tests
+            .insert(("small".into(), "passed".into()), small_passed);
         t.timing.insert("small".into(), 0.0);
         t.failures.insert("assertion".into(), 1.0);
         t.durations.insert(
@@ -398,7 +420,8 @@ mod tests {
             let s = parse_sample(line).unwrap();
             let name = s.name.strip_prefix(pushgateway::PENDING_PREFIX).unwrap();
             let (own, _) = split_labels(s.labels);
-            b.add(family_of(name).unwrap(), name, &own, s.value).unwrap();
+            b.add(family_of(name).unwrap(), name, &own, s.value)
+                .unwrap();
         }
         b.finish().unwrap()
     }
@@ -436,7 +459,11 @@ mod tests {
         let v = view(
             Some(run(3.0, 90.0)),
             &[7, 9],
-            &[(7, run(1.0, 30.0)), (8, run(1.0, 30.0)), (42, run(1.0, 30.0))],
+            &[
+                (7, run(1.0, 30.0)),
+                (8, run(1.0, 30.0)),
+                (42, run(1.0, 30.0)),
+            ],
         );
         let un = unapplied(&v, 42);
         assert_eq!(un, vec![8, 42]);
@@ -447,7 +474,15 @@ mod tests {
         assert_eq!(t.durations[&("small".into(), "passed".into())].count, 150.0);
         assert_eq!(ledger, BTreeSet::from([7, 8, 42]));
         // Once in the ledger, nothing is added again.
-        let v2 = view(Some(t), &[7, 8, 42], &[(7, run(1.0, 30.0)), (8, run(1.0, 30.0)), (42, run(1.0, 30.0))]);
+        let v2 = view(
+            Some(t),
+            &[7, 8, 42],
+            &[
+                (7, run(1.0, 30.0)),
+                (8, run(1.0, 30.0)),
+                (42, run(1.0, 30.0)),
+            ],
+        );
         assert!(unapplied(&v2, 42).is_empty());
     }
 
@@ -469,7 +504,10 @@ mod tests {
             .unwrap()
             .bounds = vec![0.5, 1.0];
         let w = add_lenient(&mut acc, &d).unwrap();
-        assert!(w.contains("had buckets [0.1, 1.0] but this run uses [0.5, 1.0]"), "{w}");
+        assert!(
+            w.contains("had buckets [0.1, 1.0] but this run uses [0.5, 1.0]"),
+            "{w}"
+        );
         assert_eq!(acc.runs, 3.0);
         assert_eq!(acc.durations[&("small".into(), "passed".into())].count, 1.0);
     }
@@ -495,6 +533,9 @@ mod tests {
     fn ledger_ids_are_exact_integers() {
         let l = BTreeSet::from([1, (1u64 << 52) - 1]);
         let t = ledger_text(&l);
-        assert!(t.ends_with("ptc_push_ledger{slot=\"1\"} 4503599627370495\n"), "{t}");
+        assert!(
+            t.ends_with("ptc_push_ledger{slot=\"1\"} 4503599627370495\n"),
+            "{t}"
+        );
     }
 }

@@ -109,7 +109,8 @@ impl TotalsBuilder {
                     let le = own
                         .get("le")
                         .ok_or_else(|| format!("{name} has no le label"))?;
-                    let ub = parse_value(le).ok_or_else(|| format!("le=\"{le}\" is not a number"))?;
+                    let ub =
+                        parse_value(le).ok_or_else(|| format!("le=\"{le}\" is not a number"))?;
                     h.0.push((ub, v));
                 } else if name.ends_with("_sum") {
                     h.1 = Some(v);
@@ -127,8 +128,7 @@ impl TotalsBuilder {
         for (k, (mut buckets, sum, count)) in self.hists {
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             let inf = buckets.iter().find(|b| b.0.is_infinite()).map(|b| b.1);
-            let finite: Vec<(f64, f64)> =
-                buckets.into_iter().filter(|b| b.0.is_finite()).collect();
+            let finite: Vec<(f64, f64)> = buckets.into_iter().filter(|b| b.0.is_finite()).collect();
             t.durations.insert(
                 k,
                 HistTotal {
@@ -155,7 +155,6 @@ pub fn family_of(name: &str) -> Option<&'static str> {
     }
     None
 }
-
 
 /// One sample line of text format 0.0.4.
 #[derive(Debug, PartialEq)]
@@ -271,4 +270,3 @@ pub fn parse_value(s: &str) -> Option<f64> {
         }
     }
 }
-

@@ -66,7 +66,10 @@ pub struct JobView {
 }
 
 /// Reads the group of `cfg` and its pending pushes.
-pub fn read_group(client: &HttpClient, cfg: &PushgatewayConfig) -> Result<GroupView, DeliveryError> {
+pub fn read_group(
+    client: &HttpClient,
+    cfg: &PushgatewayConfig,
+) -> Result<GroupView, DeliveryError> {
     let want = cfg.group_labels();
     let needles = needles_of(&want);
     let reader: BodyReader<GroupView> =
@@ -315,10 +318,16 @@ push_time_seconds{branch="main",instance="",job="other",project="app"} 1.6e+09
         assert_eq!(t.runs, 2.0);
         assert_eq!(t.tests[&("small".into(), "passed".into())], 10.0);
         let h = &t.durations[&("small".into(), "passed".into())];
-        assert_eq!((h.bounds.clone(), h.cumulative.clone()), (vec![0.1, 1.0], vec![1.0, 2.0]));
+        assert_eq!(
+            (h.bounds.clone(), h.cumulative.clone()),
+            (vec![0.1, 1.0], vec![1.0, 2.0])
+        );
         assert_eq!((h.count, h.sum), (3.0, 4.5));
         assert_eq!(v.ledger, BTreeSet::from([4503599627370495, 17]));
-        assert_eq!(v.pending.keys().copied().collect::<Vec<_>>(), vec![0x11, 0x2a]);
+        assert_eq!(
+            v.pending.keys().copied().collect::<Vec<_>>(),
+            vec![0x11, 0x2a]
+        );
         assert_eq!(v.pending[&0x11].totals.as_ref().unwrap().runs, 1.0);
         assert_eq!(v.pending[&0x11].pushed_at, 1.70000001e9);
         assert_eq!(v.newest_push, 1.70000001e9);
@@ -330,7 +339,12 @@ push_time_seconds{branch="main",instance="",job="other",project="app"} 1.6e+09
         let v = group_from(&mut ANSWER.as_bytes(), &w, &needles_of(&w)).unwrap();
         assert_eq!(v, GroupView::default());
         // The shard's group is another group.
-        let w = want(&[("job", "pytest"), ("project", "app"), ("branch", "main"), ("shard", "1/2")]);
+        let w = want(&[
+            ("job", "pytest"),
+            ("project", "app"),
+            ("branch", "main"),
+            ("shard", "1/2"),
+        ]);
         let v = group_from(&mut ANSWER.as_bytes(), &w, &needles_of(&w)).unwrap();
         assert_eq!(v.totals.unwrap().runs, 7.0);
         assert!(!v.exists);
@@ -358,8 +372,14 @@ push_time_seconds{branch="main",instance="",job="other",project="app"} 1.6e+09
             matches!(&e, BodyError::Bad(m) if m == "line 1: pytest_runs_total: expected , or } after label project"),
             "{e:?}"
         );
-        let long = format!("pytest_runs_total{{project=\"app\",x=\"{}\"}} 1\n", "a".repeat(1 << 20));
+        let long = format!(
+            "pytest_runs_total{{project=\"app\",x=\"{}\"}} 1\n",
+            "a".repeat(1 << 20)
+        );
         let e = group_from(&mut long.as_bytes(), &w, &needles_of(&w)).unwrap_err();
-        assert!(matches!(&e, BodyError::Bad(m) if m == "line 1 is longer than 1048576 bytes"), "{e:?}");
+        assert!(
+            matches!(&e, BodyError::Bad(m) if m == "line 1 is longer than 1048576 bytes"),
+            "{e:?}"
+        );
     }
 }

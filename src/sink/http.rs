@@ -369,7 +369,10 @@ impl HttpClient {
             let (status, retry_after, text) = match run_bounded(rb, limit, reader.clone()) {
                 Attempt::Done(status, v) => return Ok((status, v)),
                 Attempt::Bad(message) => {
-                    return Err(DeliveryError::BadAnswer { url: shown, message })
+                    return Err(DeliveryError::BadAnswer {
+                        url: shown,
+                        message,
+                    })
                 }
                 Attempt::Refused {
                     status,

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-
 use base64::Engine;
 use reqwest::{Method, Url};
 
@@ -71,7 +70,8 @@ impl PushgatewayConfig {
     /// The group of a pending push of this group (`ptc_push=<id>` added to the grouping).
     pub fn pending(&self, id: u64) -> PushgatewayConfig {
         let mut c = self.clone();
-        c.grouping.push((PENDING_LABEL.to_string(), format!("{id:x}")));
+        c.grouping
+            .push((PENDING_LABEL.to_string(), format!("{id:x}")));
         c.method = PushMethod::Put;
         c
     }

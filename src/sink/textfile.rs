@@ -24,8 +24,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::atomic::{self, parent_dir, temp_path, Step};
-use crate::derive::metrics::Labels;
 use super::exposition::{family_of, is_cumulative, parse_sample, split_labels, TotalsBuilder};
+use crate::derive::metrics::Labels;
 use crate::derive::totals::Totals;
 
 /// Where to write (validated: a file name ending in `.prom`).
@@ -95,7 +95,6 @@ pub struct Previous {
 }
 
 pub use super::exposition::FAMILIES;
-
 
 /// Serialises the writers of one textfile (read the previous totals, add, replace): without
 /// it, CI jobs writing the same file at once would each add their run to the same previous
