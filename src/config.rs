@@ -152,7 +152,7 @@ pub enum Delivery {
     /// to its own previous cumulative values (the group's, the file's) unless `accumulate`
     /// is off (`--no-accumulate`).
     Sinks {
-        pushgateway: Option<PushgatewaySink>,
+        pushgateway: Option<Box<PushgatewaySink>>,
         textfile: Option<TextfileConfig>,
         accumulate: bool,
     },

@@ -220,7 +220,8 @@ pub fn delete(cfg: &DeleteConfig, stderr: &mut dyn Write) -> Result<()> {
             );
             Ok(())
         }
-        Err(e) if cfg.soft_fail => {
+        // As for push: a delivery failure, not a usage error (an unreadable CA file).
+        Err(e) if cfg.soft_fail && !matches!(e, crate::sink::http::DeliveryError::Setup(_)) => {
             let _ = writeln!(stderr, "warning: group not deleted (--soft-fail): {e}");
             Ok(())
         }

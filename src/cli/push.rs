@@ -91,18 +91,20 @@ impl PushArgs {
                 ));
             }
             Delivery::Sinks {
-                pushgateway: url.map(|url| PushgatewaySink {
-                    gateway: Box::new(PushgatewayConfig {
-                        url,
-                        job: group.job.clone(),
-                        grouping: group.grouping.clone(),
-                        method: match self.method {
-                            MethodArg::Put => PushMethod::Put,
-                            MethodArg::Post => PushMethod::Post,
-                        },
-                        gzip: !self.no_gzip,
-                    }),
-                    http,
+                pushgateway: url.map(|url| {
+                    Box::new(PushgatewaySink {
+                        gateway: Box::new(PushgatewayConfig {
+                            url,
+                            job: group.job.clone(),
+                            grouping: group.grouping.clone(),
+                            method: match self.method {
+                                MethodArg::Put => PushMethod::Put,
+                                MethodArg::Post => PushMethod::Post,
+                            },
+                            gzip: !self.no_gzip,
+                        }),
+                        http,
+                    })
                 }),
                 textfile,
                 accumulate: !self.no_accumulate,

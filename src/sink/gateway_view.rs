@@ -52,7 +52,7 @@ pub struct PendingPush {
 /// A group of a job: its labels and when it was last pushed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupTime {
-    /// Every label of the group, `job` included.
+    /// Every label of the group's key, `job` included, empty values too (but `instance=""`).
     pub labels: BTreeMap<String, String>,
     pub pushed_at: f64,
 }
@@ -242,6 +242,19 @@ fn group_from(
     Ok(view)
 }
 
+/// A group's labels as `/metrics` shows them on its `push_time_seconds`: its grouping key,
+/// to address it again. A label with an empty value belongs to the key (a push to
+/// `…/os@base64/=` makes a group apart from the one without `os`, and a `DELETE` without it
+/// leaves the group be), so it is kept; all but the `instance=""` the gateway shows on every
+/// group pushed without an instance.
+fn grouping_key(labels: Vec<(&str, String)>) -> BTreeMap<String, String> {
+    labels
+        .into_iter()
+        .filter(|(k, v)| !(*k == "instance" && v.is_empty()))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
 fn job_from(r: &mut dyn Read, job: &str) -> Result<JobView, BodyError> {
     let mut view = JobView::default();
     each_line(r, |no, line| {
@@ -253,7 +266,7 @@ fn job_from(r: &mut dyn Read, job: &str) -> Result<JobView, BodyError> {
             return Ok(());
         };
         let s = parse_sample(text).map_err(|m| BodyError::Bad(format!("line {no}: {m}")))?;
-        let (_, mut labels) = split_labels(s.labels);
+        let mut labels = grouping_key(s.labels);
         if labels.get("job").map(String::as_str) != Some(job) {
             return Ok(());
         }
@@ -357,6 +370,34 @@ push_time_seconds{branch="main",instance="",job="other",project="app"} 1.6e+09
         assert_eq!(v.groups[3].labels["project"], "apple");
         let app = want(&[("job", "pytest"), ("project", "app"), ("branch", "main")]);
         assert_eq!(v.ledgers[&app].len(), 2);
+    }
+
+    #[test]
+    fn empty_grouping_labels_belong_to_the_group() {
+        let text = "push_time_seconds{branch=\"x\",instance=\"\",job=\"pytest\",os=\"\",project=\"app\"} 1.6e+09\n\
+                    push_time_seconds{branch=\"x\",instance=\"\",job=\"pytest\",project=\"app\",ptc_push=\"1f\"} 1.7e+09\n\
+                    ptc_push_ledger{branch=\"x\",instance=\"\",job=\"pytest\",os=\"\",project=\"app\",slot=\"0\"} 31\n";
+        let v = job_from(&mut text.as_bytes(), "pytest").unwrap();
+        let labels: Vec<_> = v.groups.iter().map(|g| g.labels.clone()).collect();
+        let os = want(&[
+            ("job", "pytest"),
+            ("project", "app"),
+            ("branch", "x"),
+            ("os", ""),
+        ]);
+        assert_eq!(
+            labels,
+            [
+                os.clone(),
+                want(&[
+                    ("job", "pytest"),
+                    ("project", "app"),
+                    ("branch", "x"),
+                    ("ptc_push", "1f")
+                ])
+            ]
+        );
+        assert_eq!(v.ledgers[&os], BTreeSet::from([31]));
     }
 
     #[test]

@@ -463,11 +463,18 @@ impl HttpClient {
 /// Runs one attempt on its own thread and waits at most `limit` for it: reqwest bounds each
 /// socket read, not a whole answer, so a server trickling a byte at a time would otherwise
 /// hold the request for ever. An abandoned attempt ends by itself at reqwest's own timeout.
+///
+/// reqwest's own timeout (the same `limit`, started a moment later on the attempt's thread)
+/// can fire just before this wait wakes up and its error ("the answer broke off (request or
+/// response body error)", "timed out (operation timed out)") would then win the race: an
+/// attempt that failed once `limit` had passed is reported as the timeout it is, the same
+/// text every time.
 fn run_bounded<T: Send + 'static>(
     rb: RequestBuilder,
     limit: Duration,
     reader: BodyReader<T>,
 ) -> Attempt<T> {
+    let started = Instant::now();
     let (tx, rx) = mpsc::sync_channel(1);
     let spawned = std::thread::Builder::new()
         .name("http-attempt".into())
@@ -477,12 +484,25 @@ fn run_bounded<T: Send + 'static>(
     if let Err(e) = spawned {
         return Attempt::Transport(format!("cannot start a thread for the request ({e})"));
     }
-    match rx.recv_timeout(limit) {
-        Ok(a) => a,
-        Err(mpsc::RecvTimeoutError::Timeout) => Attempt::Transport(format!(
+    settle(rx.recv_timeout(limit), started, limit)
+}
+
+/// What an attempt started at `started` came to, from what arrived within `limit`.
+fn settle<T>(
+    got: Result<Attempt<T>, mpsc::RecvTimeoutError>,
+    started: Instant,
+    limit: Duration,
+) -> Attempt<T> {
+    let timed_out = || {
+        Attempt::Transport(format!(
             "timed out (no complete answer within {})",
             show_duration(limit)
-        )),
+        ))
+    };
+    match got {
+        Ok(Attempt::Transport(_)) if started.elapsed() >= limit => timed_out(),
+        Ok(a) => a,
+        Err(mpsc::RecvTimeoutError::Timeout) => timed_out(),
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Attempt::Transport("the request failed unexpectedly".into())
         }
@@ -562,6 +582,38 @@ mod tests {
         let u = Url::parse("https://bob:hunter2@gw.example:9091/metrics").unwrap();
         assert_eq!(redact(&u), "https://bob:***@gw.example:9091/metrics");
         assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
+    }
+
+    #[test]
+    fn an_attempt_that_failed_at_the_bound_timed_out() {
+        // reqwest's own timeout fires a moment after ours; when its error arrives first, the
+        // message is still the timeout's.
+        let limit = Duration::from_millis(50);
+        let late = Instant::now() - Duration::from_millis(60);
+        let broke = || {
+            Ok(Attempt::<()>::Transport(
+                "the answer broke off (request or response body error)".into(),
+            ))
+        };
+        let text = |a: Attempt<()>| match a {
+            Attempt::Transport(t) => t,
+            _ => panic!("not a transport error"),
+        };
+        let timed_out = "timed out (no complete answer within 50ms)";
+        assert_eq!(text(settle(broke(), late, limit)), timed_out);
+        assert_eq!(
+            text(settle(
+                Err(mpsc::RecvTimeoutError::Timeout),
+                Instant::now(),
+                limit
+            )),
+            timed_out
+        );
+        // Before the bound, an error is what it is.
+        assert_eq!(
+            text(settle(broke(), Instant::now(), limit)),
+            "the answer broke off (request or response body error)"
+        );
     }
 
     #[test]
