@@ -141,10 +141,8 @@ impl GroupConfig {
     }
 }
 
-/// Where the exposition goes. Built once per command, so the size of its variants does not
-/// matter.
+/// Where the exposition goes.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)]
 pub enum Delivery {
     /// `--dry-run`: print to stdout, push nothing.
     DryRun,
