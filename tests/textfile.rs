@@ -146,8 +146,8 @@ fn cumulative_families_continue_from_the_previous_file() {
         127.0
     );
     assert_eq!(value(&third, &format!("pytest_tests{SMALL_PASSED}")), 43.0);
-    // Nothing but the target is left in the directory.
-    assert_eq!(files_in(d.path()), ["pytest.prom"]);
+    // Nothing but the target and the (hidden, not *.prom) lock is left in the directory.
+    assert_eq!(files_in(d.path()), [".pytest.prom.lock", "pytest.prom"]);
 
     // --no-accumulate: this run alone.
     let o = push(&primary(), &["--textfile", &ps, "--no-accumulate"]);
@@ -233,7 +233,8 @@ fn a_crash_mid_write_leaves_the_old_file_whole() {
     // hidden and not *.prom, so node_exporter ignores it.
     assert_eq!(std::fs::read(&p).unwrap(), old);
     let names = files_in(d.path());
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&".pytest.prom.lock".to_string()), "{names:?}");
     let temp = names.iter().find(|n| n.ends_with(".tmp")).unwrap();
     assert!(temp.starts_with(".pytest.prom."), "{temp}");
     let partial = std::fs::read(d.path().join(temp)).unwrap();

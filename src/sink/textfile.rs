@@ -41,8 +41,7 @@ pub enum TextfileError {
     #[error("textfile {}: cannot read the previous file: {message}; nothing was written", path.display())]
     Read { path: PathBuf, message: String },
     #[error(
-        "textfile {}: cannot take the lock {}: {message}; nothing was written. Is another \
-         ptc-metrics stuck writing the same file?",
+        "textfile {}: cannot take the lock {}: {message}; the previous file is unchanged{hint}",
         path.display(),
         lock.display()
     )]
@@ -50,6 +49,7 @@ pub enum TextfileError {
         path: PathBuf,
         lock: PathBuf,
         message: String,
+        hint: String,
     },
     #[error(
         "textfile {}:{line}: cannot read the previous values: {message}; nothing was written. \
@@ -102,10 +102,23 @@ pub use super::exposition::FAMILIES;
 /// (node_exporter reads only `*.prom`).
 pub fn lock(cfg: &TextfileConfig) -> Result<atomic::FileLock, TextfileError> {
     atomic::FileLock::acquire(&cfg.path, std::time::Duration::from_secs(60)).map_err(|e| {
+        let dir = parent_dir(&cfg.path);
+        let hint = match e.kind() {
+            io::ErrorKind::WouldBlock => {
+                ". Is another ptc-metrics stuck writing the same file?".to_string()
+            }
+            io::ErrorKind::PermissionDenied => format!(
+                ". This user cannot write to {}; the lock that keeps concurrent writers apart \
+                 is created there",
+                dir.display()
+            ),
+            _ => hint(&e, dir),
+        };
         TextfileError::Lock {
             path: cfg.path.clone(),
             lock: atomic::lock_path(&cfg.path),
             message: io_message(&e),
+            hint,
         }
     })
 }

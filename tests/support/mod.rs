@@ -406,19 +406,41 @@ pub struct Pushgateway {
 
 impl Pushgateway {
     pub fn start() -> Self {
+        Self::start_full(None, &[])
+    }
+
+    /// A gateway started with extra flags (e.g. `--push.disable-consistency-check`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_full(None, extra)
+    }
+
+    /// A gateway that starts from a copy of a persistence file written by
+    /// [`Self::stop_and_persist`]: it holds the same groups, without pushing them again.
+    pub fn start_from(persisted: &Path) -> Self {
+        Self::start_full(Some(persisted), &[])
+    }
+
+    fn start_full(persisted: Option<&Path>, extra: &[&str]) -> Self {
         let bin = pushgateway_bin();
         let (proc, port) = ServerProcess::start(
             "pushgateway",
             &bin,
             "/-/ready",
-            |_| {},
+            |dir| {
+                if let Some(from) = persisted {
+                    std::fs::copy(from, dir.join("persist"))
+                        .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+                }
+            },
             |port, dir| {
-                vec![
+                let mut argv = vec![
                     format!("--web.listen-address=127.0.0.1:{port}"),
                     format!("--persistence.file={}", dir.join("persist").display()),
                     "--web.enable-admin-api".into(),
                     "--log.level=info".into(),
-                ]
+                ];
+                argv.extend(extra.iter().map(|a| a.to_string()));
+                argv
             },
         );
         Pushgateway {
@@ -485,6 +507,18 @@ impl Pushgateway {
     /// The server's combined stdout/stderr so far (e.g. "inconsistent help strings").
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// Stops the gateway with SIGTERM (it writes its persistence file on the way out) and
+    /// copies that file to `to`, for [`Self::start_from`].
+    pub fn stop_and_persist(mut self, to: &Path) {
+        let pid = self.proc.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM pushgateway");
+        let status = self.proc.child.wait().expect("wait for pushgateway");
+        assert!(status.success(), "pushgateway on SIGTERM: {status}\n{}", self.log());
+        let from = self.proc.dir.path().join("persist");
+        std::fs::copy(&from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
 
     pub fn dir(&self) -> &Path {
