@@ -234,7 +234,10 @@ fn a_crash_mid_write_leaves_the_old_file_whole() {
     assert_eq!(std::fs::read(&p).unwrap(), old);
     let names = files_in(d.path());
     assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names.contains(&".pytest.prom.lock".to_string()), "{names:?}");
+    assert!(
+        names.contains(&".pytest.prom.lock".to_string()),
+        "{names:?}"
+    );
     let temp = names.iter().find(|n| n.ends_with(".tmp")).unwrap();
     assert!(temp.starts_with(".pytest.prom."), "{temp}");
     let partial = std::fs::read(d.path().join(temp)).unwrap();

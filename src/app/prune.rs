@@ -38,32 +38,48 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
             .get("branch")
             .is_some_and(|b| cfg.keep.iter().any(|p| p.matches(b)))
     };
-    let mut doomed = Vec::new();
     let (mut young, mut keep_branch) = (0usize, 0usize);
-    for g in &view.groups {
+    // The job's groups first: a pending push can only go with its group, or on its own once
+    // the group has counted it and the grace has passed (a push may still be merging it).
+    let mut doomed = Vec::new();
+    for g in view.groups.iter().filter(|g| !is_pending(&g.labels)) {
         let age = now - g.pushed_at;
-        let go = if is_pending(&g.labels) {
-            // A pending push goes with its group, or once its group has counted it.
-            let mut main = g.labels.clone();
-            let id = main
-                .remove(PENDING_LABEL)
-                .and_then(|h| u64::from_str_radix(&h, 16).ok());
-            let counted =
-                id.is_some_and(|id| view.ledgers.get(&main).is_some_and(|l| l.contains(&id)));
-            age > limit && (!kept(&g.labels) || (counted && age > GRACE_SECONDS))
-        } else if kept(&g.labels) {
+        if kept(&g.labels) {
             keep_branch += 1;
-            false
         } else if age <= limit {
             young += 1;
-            false
         } else {
-            true
-        };
-        if go {
             doomed.push((g, age));
         }
     }
+    let going: Vec<&BTreeMap<String, String>> = doomed.iter().map(|(g, _)| &g.labels).collect();
+    let present: Vec<&BTreeMap<String, String>> = view
+        .groups
+        .iter()
+        .filter(|g| !is_pending(&g.labels))
+        .map(|g| &g.labels)
+        .collect();
+    let mut pending_going = Vec::new();
+    for g in view.groups.iter().filter(|g| is_pending(&g.labels)) {
+        let age = now - g.pushed_at;
+        let mut main = g.labels.clone();
+        let id = main
+            .remove(PENDING_LABEL)
+            .and_then(|h| u64::from_str_radix(&h, 16).ok());
+        let counted = id.is_some_and(|id| view.ledgers.get(&main).is_some_and(|l| l.contains(&id)));
+        let go = if going.contains(&&main) {
+            true
+        } else if present.contains(&&main) {
+            counted && age > GRACE_SECONDS
+        } else {
+            // Its group is gone (deleted by hand): the push that wrote it is long over.
+            age > limit.max(GRACE_SECONDS)
+        };
+        if go {
+            pending_going.push((g, age));
+        }
+    }
+    doomed.extend(pending_going);
     let mut deleted = 0usize;
     for (g, age) in &doomed {
         let gw = group_config(cfg, &g.labels);
@@ -120,7 +136,9 @@ fn days(secs: f64) -> String {
         format!("{:.0}d", s / 86_400.0)
     } else if s >= 2.0 * 3600.0 {
         format!("{:.0}h", s / 3600.0)
-    } else {
+    } else if s >= 60.0 {
         format!("{:.0}m", s / 60.0)
+    } else {
+        format!("{:.0}s", s)
     }
 }

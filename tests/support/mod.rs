@@ -514,9 +514,17 @@ impl Pushgateway {
     pub fn stop_and_persist(mut self, to: &Path) {
         let pid = self.proc.child.id() as libc::pid_t;
         // SAFETY: signalling our own child, which has not been reaped yet.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM pushgateway");
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGTERM) },
+            0,
+            "SIGTERM pushgateway"
+        );
         let status = self.proc.child.wait().expect("wait for pushgateway");
-        assert!(status.success(), "pushgateway on SIGTERM: {status}\n{}", self.log());
+        assert!(
+            status.success(),
+            "pushgateway on SIGTERM: {status}\n{}",
+            self.log()
+        );
         let from = self.proc.dir.path().join("persist");
         std::fs::copy(&from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
