@@ -117,6 +117,12 @@ fn dry_run_values_for_the_primary_fixture() {
         "pytest_timing_violations{job=\"pytest\",project=\"shop\",size=\"small\"} 3\n",
         "pytest_baseline_violations{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
         "pytest_flaky_tests{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"medium\"} 0\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"large\"} 0\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"xlarge\"} 0\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"unsized\"} 0\n",
+        "# TYPE pytest_flaky_tests_total counter\n",
         "pytest_runs_total{job=\"pytest\",project=\"shop\"} 1\n",
         "ci_test_failures_total{failure_type=\"timing_violation\",job=\"pytest\",project=\"shop\"} 4\n",
         "pytest_test_duration_seconds_bucket{job=\"pytest\",outcome=\"passed\",project=\"shop\",size=\"small\",le=\"+Inf\"} 42\n",
@@ -126,7 +132,7 @@ fn dry_run_values_for_the_primary_fixture() {
     assert!(!t.contains("test_coverage_percentage"));
     assert_eq!(
         stderr(&o),
-        "dry run: 90 tests, 14 families; nothing pushed\n"
+        "dry run: 90 tests, 15 families; nothing pushed\n"
     );
 }
 
@@ -168,7 +174,7 @@ fn unknown_sizes_are_explained_once() {
         stderr(&o),
         "warning: no size source: 87 test(s) have size \"unknown\". Have pytest write the plugin's report \
          (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json\n\
-         dry run: 90 tests, 14 families; nothing pushed\n"
+         dry run: 90 tests, 15 families; nothing pushed\n"
     );
 }
 

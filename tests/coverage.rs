@@ -94,7 +94,7 @@ fn max_coverage_files_keeps_the_largest() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "warning: 2 files have uncovered lines; keeping the 1 with the most (--max-coverage-files)\n\
-         dry run: 90 tests, 16 families; nothing pushed\n"
+         dry run: 90 tests, 17 families; nothing pushed\n"
     );
     // The percentage still counts every file.
     assert!((series(&t, "test_coverage_percentage")[0].1 - 4700.0 / 55.0).abs() < 1e-9);

@@ -171,6 +171,9 @@ pub fn totals_from_api(v: &Value, group: &BTreeMap<String, String>) -> Option<To
     for m in series("pytest_timing_violations_total") {
         *t.timing.entry(label(m, "size")).or_default() += num(m.get("value")?);
     }
+    for m in series("pytest_flaky_tests_total") {
+        *t.flaky.entry(label(m, "size")).or_default() += num(m.get("value")?);
+    }
     for m in series("ci_test_failures_total") {
         *t.failures.entry(label(m, "failure_type")).or_default() += num(m.get("value")?);
     }
@@ -278,11 +281,13 @@ mod tests {
           {"labels":{"job":"pytest","project":"app"},
            "pytest_runs_total":{"type":"COUNTER","metrics":[{"labels":{"instance":"","job":"pytest","project":"app"},"value":"2"}]},
            "pytest_tests_total":{"type":"COUNTER","metrics":[{"labels":{"size":"small","outcome":"passed"},"value":"10"}]},
+           "pytest_flaky_tests_total":{"type":"COUNTER","metrics":[{"labels":{"size":"small"},"value":"4"}]},
            "pytest_test_duration_seconds":{"type":"HISTOGRAM","metrics":[{"labels":{"size":"small","outcome":"passed"},
               "buckets":{"+Inf":"3","0.1":"1","1":"2"},"count":"3","sum":"4.5"}]}}]}"#).unwrap();
         let t = totals_from_api(&v, &cfg(&[("project", "app")]).group_labels()).unwrap();
         assert_eq!(t.runs, 2.0);
         assert_eq!(t.tests[&("small".into(), "passed".into())], 10.0);
+        assert_eq!(t.flaky["small"], 4.0);
         let h = &t.durations[&("small".into(), "passed".into())];
         assert_eq!(h.bounds, vec![0.1, 1.0]);
         assert_eq!(h.cumulative, vec![1.0, 2.0]);

@@ -12,7 +12,7 @@
 //!
 //! **Running totals.** Before writing, the cumulative families of the previous file
 //! (`pytest_runs_total`, `pytest_tests_total`, `pytest_test_duration_seconds`,
-//! `pytest_timing_violations_total`, `ci_test_failures_total`) are read back with a small
+//! `pytest_timing_violations_total`, `pytest_flaky_tests_total`, `ci_test_failures_total`) are read back with a small
 //! parser of the text format ([`parse_previous`]) that keeps only those families and only the
 //! series of this group, and the caller adds this run to them, as the Pushgateway sink does
 //! with the group's values. A file holding metrics that ptc-metrics does not write is never
@@ -83,11 +83,12 @@ pub struct Previous {
 }
 
 /// Every family METRICS.md §3 defines: what a file of ours may hold.
-pub const FAMILIES: [&str; 17] = [
+pub const FAMILIES: [&str; 18] = [
     "ci_test_failures_total",
     "ci_test_suite_duration_seconds",
     "pytest_baseline_violations",
     "pytest_flaky_tests",
+    "pytest_flaky_tests_total",
     "pytest_hermeticity_violations",
     "pytest_last_run_timestamp_seconds",
     "pytest_runs_total",
@@ -224,6 +225,7 @@ pub fn parse_previous(text: &str, group: &BTreeMap<String, String>) -> Result<Pa
             "pytest_runs_total"
                 | "pytest_tests_total"
                 | "pytest_timing_violations_total"
+                | "pytest_flaky_tests_total"
                 | "ci_test_failures_total"
                 | HISTOGRAM
         );
@@ -271,6 +273,7 @@ pub fn parse_previous(text: &str, group: &BTreeMap<String, String>) -> Result<Pa
                     .or_default() += v
             }
             "pytest_timing_violations_total" => *t.timing.entry(label("size")).or_default() += v,
+            "pytest_flaky_tests_total" => *t.flaky.entry(label("size")).or_default() += v,
             "ci_test_failures_total" => *t.failures.entry(label("failure_type")).or_default() += v,
             _ => {
                 let h = hists.entry((label("size"), label("outcome"))).or_default();
@@ -534,6 +537,7 @@ pytest_test_duration_seconds_count{job="pytest",outcome="passed",project="shop",
 pytest_tests{job="pytest",outcome="passed",project="shop",size="small"} 42
 pytest_tests_total{job="pytest",outcome="passed",project="shop",size="small"} 84
 pytest_timing_violations_total{job="pytest",project="shop",size="small"} 6
+pytest_flaky_tests_total{job="pytest",project="shop",size="small"} 5
 "#;
 
     #[test]
@@ -543,6 +547,7 @@ pytest_timing_violations_total{job="pytest",project="shop",size="small"} 6
         assert_eq!(t.runs, 2.0);
         assert_eq!(t.tests[&("small".into(), "passed".into())], 84.0);
         assert_eq!(t.timing["small"], 6.0);
+        assert_eq!(t.flaky["small"], 5.0);
         assert_eq!(t.failures["assertion"], 14.0);
         assert_eq!(t.failures["error"], 3.0);
         let h = &t.durations[&("small".into(), "passed".into())];
