@@ -178,6 +178,71 @@ fn unknown_sizes_are_explained_once() {
     );
 }
 
+/// A size report (or a terminal log, or coverage) without JUnit is no run: before, it pushed
+/// `pytest_runs_total` +1 with 0 tests and only warned that 89 entries matched no test.
+#[test]
+fn a_run_needs_a_junit_report() {
+    let d = fixtures().join("pytest-9.2");
+    let gateway = "http://127.0.0.1:9";
+    for (file, what) in [
+        ("size-report.json", "is a size report"),
+        (
+            "terminal-size-report-json-stdout.txt",
+            "is a pytest terminal log",
+        ),
+        ("coverage.xml", "is a coverage report"),
+    ] {
+        let f = d.join(file);
+        let f = f.to_str().unwrap();
+        for delivery in [&["--dry-run"][..], &["--gateway", gateway][..]] {
+            let mut args = vec!["push", f];
+            args.extend(delivery);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(2), "{file} {delivery:?}");
+            assert_eq!(
+                stderr(&o),
+                format!(
+                    "error: {f}: {what}, not JUnit XML: a run needs the JUnit XML report pytest \
+                     writes with --junitxml; give it too\n"
+                ),
+                "{file} {delivery:?}"
+            );
+            assert!(stdout(&o).is_empty());
+        }
+    }
+    // With --size-report beside it, the first report given is named.
+    let json = d.join("size-report.json");
+    let cov = d.join("coverage.xml");
+    let o = run(&[
+        "push",
+        cov.to_str().unwrap(),
+        "--size-report",
+        json.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: is a coverage report, not JUnit XML: a run needs the JUnit XML report \
+             pytest writes with --junitxml; give it too\n",
+            cov.display()
+        )
+    );
+    // A real JUnit report with no test in it is a run (pytest stopped by a usage error).
+    let o = run(&[
+        "push",
+        d.join("junit-multiple-size-markers.xml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).ends_with("dry run: 0 tests, 13 families; nothing pushed\n"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn malformed_xml_names_file_line_and_column() {
     let (_d, p) = tmp_file("r.xml", b"<?xml version=\"1.0\"?>\n<testsuites>\n<testsuite name=\"x\">\n<testcase name=\"a\" time=\"0.1\"></testsuite>\n");

@@ -790,6 +790,17 @@ fn unreadable_input_is_exit_2() {
             fixture("9.2", "junit-xunit2.xml")
         )
     );
+    // A size report alone is no run.
+    let o = run(&[&fixture("9.2", "size-report.json")], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "error: {}: is a size report, not JUnit XML: a run needs the JUnit XML report pytest \
+             writes with --junitxml; give it too\n",
+            fixture("9.2", "size-report.json")
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------

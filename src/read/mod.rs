@@ -116,13 +116,33 @@ pub fn read_run_with(inputs: &Inputs, opts: ReadOptions) -> Result<Run, ReadErro
     let mut junit = Vec::new();
     let mut sizes = inputs.size_reports.clone();
     let mut cov = inputs.coverage.clone();
+    let mut first_other = None;
     for p in &inputs.reports {
-        match source::sniff(p)? {
+        let k = source::sniff(p)?;
+        match k {
             Kind::Junit => junit.push(p.clone()),
             Kind::Json | Kind::Text => sizes.push(p.clone()),
             Kind::Coverage => cov.push(p.clone()),
             k => return Err(kind_error(p, k, "a JUnit XML report")),
         }
+        if k != Kind::Junit && first_other.is_none() {
+            first_other = Some((p, k));
+        }
+    }
+    // A run is its JUnit report: size reports and coverage only add to its tests.
+    if let (true, Some((p, k))) = (junit.is_empty(), first_other) {
+        let what = match k {
+            Kind::Json => "is a size report",
+            Kind::Text => "is a pytest terminal log",
+            _ => "is a coverage report",
+        };
+        return Err(ReadError::plain(
+            p,
+            format!(
+                "{what}, not JUnit XML: a run needs the JUnit XML report pytest writes with \
+                 --junitxml; give it too"
+            ),
+        ));
     }
     let mut b = RunBuilder::with_options(&inputs.junit_prefix, opts);
     for p in &junit {
