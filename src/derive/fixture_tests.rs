@@ -195,12 +195,16 @@ fn junit_alone_pytest_9_2_sizes_only_from_violation_texts() {
     assert_eq!(s.size_count(Size::Small), 3);
     assert_eq!(s.size_count(Size::Unknown), 87);
     assert_eq!(s.size_count(Size::Unsized), 0);
-    assert!(s.distribution().is_some());
-    assert_eq!(s.notes.len(), 1);
-    assert!(
-        s.notes[0].starts_with("no size source: 87 test(s) have size \"unknown\""),
-        "{}",
-        s.notes[0]
+    // Three tests out of 90 do not describe the run: 100 % small would fire the band alerts.
+    assert_eq!(s.distribution(), None);
+    assert_eq!(
+        s.notes,
+        [
+            "no size source: 87 of 90 tests have size \"unknown\", so no size distribution is \
+          given (the 3 sized tests do not describe the run). Have pytest write the plugin's \
+          report (--test-size-report=json --test-size-report-file=size.json) and pass it with \
+          --size-report size.json"
+        ]
     );
 }
 

@@ -116,10 +116,11 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The distribution of a summary, `None` when no test is sized.
+/// The distribution of a summary, `None` when no test is sized or any test is `unknown`
+/// (as [`Summary::distribution`]).
 pub fn distribution(s: &Summary) -> Option<Distribution> {
     let sized: u64 = Size::SIZED.iter().map(|z| s.size_count(*z)).sum();
-    if sized == 0 {
+    if sized == 0 || s.size_count(Size::Unknown) > 0 {
         return None;
     }
     let pct = |n: u64| round2(n as f64 * 100.0 / sized as f64);
@@ -434,6 +435,10 @@ mod tests {
         );
         assert_eq!(d.first_outside().unwrap().band.name, "small");
         assert!(distribution(&Summary::default()).is_none());
+        // One test of unknown size: the sized ones may be any sliver of the run.
+        s.tests[Size::Unknown.index()][Outcome::Passed.index()] = 1;
+        assert!(distribution(&s).is_none());
+        assert!(s.distribution().is_none());
         // Edges are inside: 75 % and 85 % pass, as `min <= pct <= max` in the plugin.
         let mut s = Summary::default();
         s.tests[Size::Small.index()][0] = 85;
