@@ -249,6 +249,92 @@ fn a_run_needs_a_junit_report() {
     );
 }
 
+/// gzip of `src` at `dst`.
+fn gzip(src: &Path, dst: &Path) {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(
+        std::fs::File::create(dst).unwrap(),
+        flate2::Compression::default(),
+    );
+    z.write_all(&std::fs::read(src).unwrap()).unwrap();
+    z.finish().unwrap();
+}
+
+/// METRICS.md §1: inputs with identical content are read once, with a warning. Read twice,
+/// every test of the JUnit report looked rerun, and every passed one flaky (57, not 1).
+#[test]
+fn identical_inputs_are_read_once() {
+    let fx = fixtures().join("pytest-9.2");
+    let d = tempfile::tempdir().unwrap();
+    let junit = d.path().join("junit.xml");
+    std::fs::copy(fx.join("junit-xunit2.xml"), &junit).unwrap();
+    let gz = d.path().join("junit.xml.gz");
+    gzip(&junit, &gz);
+    let link = d.path().join("latest.xml");
+    std::os::unix::fs::symlink(&junit, &link).unwrap();
+    let json = fx.join("size-report.json");
+    let (j, s) = (junit.to_str().unwrap(), json.to_str().unwrap());
+    let flaky = "pytest_flaky_tests{job=\"pytest\",size=\"small\"} 1\n";
+    let passed = "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"small\"} 42\n";
+    for (second, warning) in [
+        (j.to_string(), format!("{j} is given twice: read once")),
+        (
+            gz.display().to_string(),
+            format!("{} has the same content as {j}: read once", gz.display()),
+        ),
+        (
+            link.display().to_string(),
+            format!("{} has the same content as {j}: read once", link.display()),
+        ),
+    ] {
+        let o = run(&["push", j, &second, "--size-report", s, "--dry-run"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let t = stdout(&o);
+        assert!(t.contains(flaky) && t.contains(passed), "{second}:\n{t}");
+        assert_eq!(
+            stderr(&o),
+            format!("warning: {warning}\ndry run: 90 tests, 15 families; nothing pushed\n"),
+            "{second}"
+        );
+    }
+    // A size report given twice (and not a second time through the JUnit list's order).
+    let o = run(&["push", j, s, "--size-report", s, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(flaky));
+    assert_eq!(
+        stderr(&o),
+        format!("warning: {s} is given twice: read once\ndry run: 90 tests, 15 families; nothing pushed\n")
+    );
+    // Coverage given as the file and its gzip copy: read once, the same percentage.
+    let cov = fx.join("coverage.xml");
+    let cov_gz = d.path().join("coverage.xml.gz");
+    gzip(&cov, &cov_gz);
+    let o = run(&[
+        "push",
+        j,
+        "--coverage",
+        cov.to_str().unwrap(),
+        "--coverage",
+        cov_gz.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let want = format!(
+        "test_coverage_percentage{{job=\"pytest\"}} {}\n",
+        47.0 / 55.0 * 100.0
+    );
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "warning: {} has the same content as {}: read once\n",
+            cov_gz.display(),
+            cov.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn malformed_xml_names_file_line_and_column() {
     let (_d, p) = tmp_file("r.xml", b"<?xml version=\"1.0\"?>\n<testsuites>\n<testsuite name=\"x\">\n<testcase name=\"a\" time=\"0.1\"></testsuite>\n");

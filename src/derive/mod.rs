@@ -293,6 +293,17 @@ pub fn summarize(
     }
     per_test.sort_by(|a, b| a.0.cmp(&b.0));
     s.per_test = per_test;
+    for d in &run.duplicates {
+        s.notes.push(if d.path == d.same_as {
+            format!("{} is given twice: read once", d.path.display())
+        } else {
+            format!(
+                "{} has the same content as {}: read once",
+                d.path.display(),
+                d.same_as.display()
+            )
+        });
+    }
     s.timestamp = run
         .suite
         .earliest_timestamp

@@ -13,10 +13,16 @@ use std::path::Path;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::{source, ReadError};
+use super::source::{self, ContentHash};
+use super::ReadError;
 use crate::model::Coverage;
 
 pub fn read(path: &Path) -> Result<Coverage, ReadError> {
+    read_hashed(path).map(|(c, _)| c)
+}
+
+/// [`read`], also returning the hash of the file's content.
+pub fn read_hashed(path: &Path) -> Result<(Coverage, ContentHash), ReadError> {
     let mut reader = Reader::from_reader(source::open_xml(path)?);
     let mut buf = Vec::new();
     let mut root_valid: Option<u64> = None;
@@ -26,6 +32,7 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
     let mut files: BTreeMap<String, (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
     let mut stack: Vec<Vec<u8>> = Vec::new();
     let mut class_file: Option<String> = None;
+    let content: ContentHash;
     loop {
         let pos = reader.buffer_position();
         buf.clear();
@@ -121,7 +128,7 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
                         "unexpected end of file (the report is truncated?)",
                     ));
                 }
-                reader.get_ref().check_unchanged(path)?;
+                content = reader.get_mut().finish(path)?;
                 break;
             }
             _ => {}
@@ -145,11 +152,14 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
         .map(|(f, (_, u))| (f, u.len() as u64))
         .collect();
     uncovered.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(Coverage {
-        lines_valid,
-        lines_covered,
-        uncovered,
-    })
+    Ok((
+        Coverage {
+            lines_valid,
+            lines_covered,
+            uncovered,
+        },
+        content,
+    ))
 }
 
 /// Two coverage files of one run (e.g. split jobs): counts add, files add.

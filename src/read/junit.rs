@@ -37,6 +37,8 @@ pub struct FileSuite {
     pub duration_seconds: f64,
     pub earliest_timestamp: Option<f64>,
     pub elements: u64,
+    /// Hash of the file's (decompressed) content.
+    pub content: source::ContentHash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -272,7 +274,7 @@ fn read_with(
                         ),
                     ));
                 }
-                reader.get_ref().check_unchanged(path)?;
+                suite.content = reader.get_mut().finish(path)?;
                 return Ok(suite);
             }
             Event::Text(_) | Event::GeneralRef(_) | Event::CData(_) => {

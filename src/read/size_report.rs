@@ -20,7 +20,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 
 use super::junit::parse_timestamp;
-use super::source::{self, FaultKind, InputFault, PeekReader};
+use super::source::{self, ContentHash, FaultKind, InputFault, PeekReader};
 use super::{ReadError, SizeEntry};
 use crate::model::{Resource, Size};
 
@@ -47,6 +47,14 @@ pub fn read_json(
     path: &Path,
     on_entry: &mut dyn FnMut(&SizeEntry<'_>),
 ) -> Result<Option<f64>, ReadError> {
+    read_json_hashed(path, on_entry).map(|(ts, _)| ts)
+}
+
+/// [`read_json`], also returning the hash of the report's content.
+pub fn read_json_hashed(
+    path: &Path,
+    on_entry: &mut dyn FnMut(&SizeEntry<'_>),
+) -> Result<(Option<f64>, ContentHash), ReadError> {
     let mut done = 0usize;
     {
         let mut r = source::open(path)?;
@@ -54,12 +62,11 @@ pub fn read_json(
             done += 1;
             on_entry(e)
         }) {
-            r.check_unchanged(path)?;
-            return Ok(ts);
+            return Ok((ts, r.finish(path)?));
         }
     }
     let mut skip = done;
-    read_json_streaming(path, &mut |e| {
+    streaming(path, &mut |e| {
         if skip > 0 {
             skip -= 1;
         } else {
@@ -75,11 +82,17 @@ pub fn read_json_streaming(
     path: &Path,
     on_entry: &mut dyn FnMut(&SizeEntry<'_>),
 ) -> Result<Option<f64>, ReadError> {
+    streaming(path, on_entry).map(|(ts, _)| ts)
+}
+
+fn streaming(
+    path: &Path,
+    on_entry: &mut dyn FnMut(&SizeEntry<'_>),
+) -> Result<(Option<f64>, ContentHash), ReadError> {
     let mut r = source::open(path)?;
     let br = BufReader::with_capacity(256 * 1024, TokenGuard::new(&mut r, 0));
     let ts = parse_json(br, on_entry).map_err(|e| json_error(path, e, 0))?;
-    r.check_unchanged(path)?;
-    Ok(ts)
+    Ok((ts, r.finish(path)?))
 }
 
 mod fast;
@@ -447,6 +460,14 @@ pub fn read_terminal_log(
     path: &Path,
     on_entry: &mut dyn FnMut(&SizeEntry<'_>),
 ) -> Result<Option<f64>, ReadError> {
+    read_terminal_log_hashed(path, on_entry).map(|(ts, _)| ts)
+}
+
+/// [`read_terminal_log`], also returning the hash of the log's content.
+pub fn read_terminal_log_hashed(
+    path: &Path,
+    on_entry: &mut dyn FnMut(&SizeEntry<'_>),
+) -> Result<(Option<f64>, ContentHash), ReadError> {
     let mut r = source::open(path)?;
     let mut line = Vec::new();
     let mut n = 0u64;
@@ -503,8 +524,7 @@ pub fn read_terminal_log(
              --test-size-report=json, or the table of --test-size-report=detailed",
         ));
     }
-    r.check_unchanged(path)?;
-    Ok(ts)
+    Ok((ts, r.finish(path)?))
 }
 
 /// Reads one line (with its `\n`) and keeps at most `cap` bytes of it. Returns the bytes

@@ -4,9 +4,10 @@
 //! Errors name the file and what to do; nothing here reads a whole file into memory.
 //! XML inputs are opened with [`open_xml`], which also checks, as the bytes arrive, that
 //! the document is UTF-8 without NUL bytes and that no single piece of markup handed to
-//! the parser grows past [`MAX_MARKUP`]. Every reader ends with
-//! [`PeekReader::check_unchanged`]: a report that grew, shrank or was rewritten while it
-//! was read is an error, never a half-read run.
+//! the parser grows past [`MAX_MARKUP`]. Every reader ends with [`PeekReader::finish`]: a
+//! report that grew, shrank or was rewritten while it was read is an error, never a
+//! half-read run; and the hash of the content, taken as it streamed past, tells inputs
+//! with identical content apart (METRICS.md §1: they are read once).
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
@@ -114,7 +115,13 @@ pub struct PeekReader {
     spent: u64,
     armed_at: u64,
     origin: Option<Origin>,
+    /// Hash of every byte read from `inner` (after any gzip layer).
+    hash: xxhash_rust::xxh3::Xxh3,
 }
+
+/// The hash of an input's content after decompression: equal for the same bytes, whatever
+/// the file's name, compression or path (xxh3, 128 bits).
+pub type ContentHash = u128;
 
 impl PeekReader {
     pub fn new(inner: Box<dyn Read + Send>) -> Self {
@@ -133,6 +140,7 @@ impl PeekReader {
             spent: 0,
             armed_at: 0,
             origin: None,
+            hash: xxhash_rust::xxh3::Xxh3::new(),
         }
     }
 
@@ -204,6 +212,7 @@ impl PeekReader {
                             return Err(e);
                         }
                     }
+                    self.hash.update(&self.buf[start..self.end]);
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -276,6 +285,24 @@ impl PeekReader {
             self.read_more()?;
         }
         Ok(&self.buf[self.pos..self.end])
+    }
+
+    /// Ends a read: whatever is left of the content is read (and hashed), the file is
+    /// checked to be as it was when opened ([`check_unchanged`](Self::check_unchanged)), and
+    /// the hash of the whole content is returned.
+    pub fn finish(&mut self, path: &Path) -> Result<ContentHash, ReadError> {
+        loop {
+            let n = self
+                .fill_buf()
+                .map_err(|e| ReadError::from_io(path, &e))?
+                .len();
+            if n == 0 {
+                break;
+            }
+            self.consume(n);
+        }
+        self.check_unchanged(path)?;
+        Ok(self.hash.digest128())
     }
 
     /// An error when the file is not as it was when opened: its size or modification time
