@@ -335,6 +335,47 @@ fn identical_inputs_are_read_once() {
     );
 }
 
+/// A real terminal log with the size report printed to stdout also holds the tests' own
+/// output, which pytest prints as it is: NUL, BEL, ESC, DEL and the other C0 bytes. It was
+/// refused as "a binary file"; the report is found by its content.
+#[test]
+fn a_terminal_log_with_control_bytes_is_read() {
+    for v in ["pytest-9.2", "pytest-9.1"] {
+        let d = fixtures().join(v);
+        let log = d.join("terminal-control-bytes.txt");
+        let bytes = std::fs::read(&log).unwrap();
+        for b in [0x00, 0x07, 0x08, 0x0b, 0x0c, 0x1b, 0x0e, 0x1f, 0x7f] {
+            assert!(bytes.contains(&b), "{v}: the log has no byte {b:#04x}");
+        }
+        let junit = d.join("junit-control-bytes.xml");
+        for as_flag in [false, true] {
+            let mut args = vec!["push", junit.to_str().unwrap()];
+            if as_flag {
+                args.push("--size-report");
+            }
+            args.extend([log.to_str().unwrap(), "--dry-run"]);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(0), "{v}: {}", stderr(&o));
+            // Every entry joined: no warning, no unknown size.
+            assert_eq!(
+                stderr(&o),
+                "dry run: 4 tests, 15 families; nothing pushed\n",
+                "{v}"
+            );
+            let t = stdout(&o);
+            for line in [
+                "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"small\"} 1\n",
+                "pytest_tests{job=\"pytest\",outcome=\"failed\",size=\"small\"} 1\n",
+                "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"medium\"} 1\n",
+                "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"unsized\"} 1\n",
+                "pytest_test_size_distribution{job=\"pytest\",size=\"small\"} 0.6666666666666666\n",
+            ] {
+                assert!(t.contains(line), "{v}: missing {line:?} in\n{t}");
+            }
+        }
+    }
+}
+
 #[test]
 fn malformed_xml_names_file_line_and_column() {
     let (_d, p) = tmp_file("r.xml", b"<?xml version=\"1.0\"?>\n<testsuites>\n<testsuite name=\"x\">\n<testcase name=\"a\" time=\"0.1\"></testsuite>\n");

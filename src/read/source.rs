@@ -475,12 +475,17 @@ pub fn sniff(path: &Path) -> Result<Kind, ReadError> {
     Ok(sniff_bytes(&head))
 }
 
+/// What the first bytes of an input (after any gzip layer) say it is.
+///
+/// XML and JSON never hold a NUL. A terminal log may hold any control byte: pytest prints
+/// the tests' captured output as it is (NUL, BEL, ESC, DEL, …), so a log is text when it
+/// is UTF-8 and mostly not control bytes, and its report is then found by its content.
 pub fn sniff_bytes(head: &[u8]) -> Kind {
     let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     if head.iter().all(|b| b.is_ascii_whitespace()) {
         return Kind::Empty;
     }
-    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") || head.contains(&0) {
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
         return Kind::Binary;
     }
     let trimmed = match head.iter().position(|b| !b.is_ascii_whitespace()) {
@@ -488,10 +493,17 @@ pub fn sniff_bytes(head: &[u8]) -> Kind {
         None => return Kind::Empty,
     };
     match trimmed[0] {
+        b'{' | b'<' if head.contains(&0) => Kind::Binary,
         b'{' => Kind::Json,
         b'<' => xml_root(trimmed),
         _ => {
-            if std::str::from_utf8(trimmed).is_err() && !valid_prefix(trimmed) {
+            let utf8 = std::str::from_utf8(trimmed).is_ok() || valid_prefix(trimmed);
+            // Control bytes that text does not use for layout (not TAB, LF, VT, FF, CR, ESC).
+            let control = trimmed
+                .iter()
+                .filter(|b| matches!(b, 0..=8 | 0x0e..=0x1a | 0x1c..=0x1f | 0x7f))
+                .count();
+            if !utf8 || control * 2 > trimmed.len() {
                 Kind::Binary
             } else {
                 Kind::Text
@@ -598,6 +610,17 @@ mod tests {
         assert_eq!(sniff_bytes(b" \n\t"), Kind::Empty);
         assert_eq!(sniff_bytes(b"\x7fELF\x02\x01\x00\x00"), Kind::Binary);
         assert_eq!(sniff_bytes(b"\xFF\xFE<\x00t\x00"), Kind::Binary);
+        assert_eq!(sniff_bytes(b"<testsuites>\0</testsuites>"), Kind::Binary);
+        assert_eq!(sniff_bytes(b"{\"tests\": [\0]}"), Kind::Binary);
+        // A terminal log with the tests' own output: control bytes among text.
+        assert_eq!(
+            sniff_bytes(
+                b"$ pytest\n--- Captured stdout call ---\nnul=\0 bel=\x07 del=\x7f\n\0\0\0\n"
+            ),
+            Kind::Text
+        );
+        assert_eq!(sniff_bytes(b"\0\0\0\0\0\0ab"), Kind::Binary);
+        assert_eq!(sniff_bytes(b"$ pytest \xC3\x28"), Kind::Binary);
     }
 
     #[test]
