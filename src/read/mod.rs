@@ -269,6 +269,7 @@ fn read_files(
     let mut first_with: HashMap<source::ContentHash, &PathBuf> = HashMap::new();
     let mut found = Vec::new();
     let mut b = RunBuilder::with_options(&inputs.junit_prefix, opts);
+    let mut lines: Option<(&PathBuf, coverage::Lines)> = None;
     for (index, (p, role)) in files.0.iter().enumerate() {
         if skip.iter().any(|s| s.index == index) {
             continue;
@@ -307,12 +308,25 @@ fn read_files(
         }
         first_with.insert(h, p);
         if let Some(c) = cov {
-            b.run.coverage = Some(match b.run.coverage.take() {
-                Some(prev) => coverage::merge(prev, c),
-                None => c,
-            });
+            match &mut lines {
+                Some((first, all)) => {
+                    for (path, l) in [(*first, &*all), (p, &c)] {
+                        if l.counts_without_lines() {
+                            return Err(ReadError::plain(
+                                path,
+                                "counts lines on its root but has no <line> elements, so it \
+                                 cannot be merged with the other coverage files (line by line, \
+                                 as coverage combine does)",
+                            ));
+                        }
+                    }
+                    all.merge(c);
+                }
+                None => lines = Some((p, c)),
+            }
         }
     }
+    b.run.coverage = lines.map(|(_, l)| l.coverage());
     Ok((b.finish(), found))
 }
 
