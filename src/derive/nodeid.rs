@@ -1,8 +1,10 @@
 //! pytest node ids ↔ JUnit `(classname, name)` and the plugin's ` [SIZE]` name label.
 //!
 //! Implements `_pytest.junitxml.mangle_test_address` as pytest 9.1.x and 9.2.x write it
-//! (FORMATS.md §1.3) and the label rule of FORMATS.md §2.8: only a trailing
-//! ` [SMALL|MEDIUM|LARGE|XLARGE]` whose base has balanced brackets is a label.
+//! (FORMATS.md §1.3) and the label rule of METRICS.md §1: a trailing
+//! ` [SMALL|MEDIUM|LARGE|XLARGE]` is the label, stripped literally. What comes before it is
+//! not looked at: parameter ids hold unbalanced brackets in real suites (version ranges
+//! such as `[1.0, 2.0.dev0)`), while an unsized test whose id ends in ` [SMALL` is contrived.
 
 use crate::model::Size;
 
@@ -101,7 +103,6 @@ fn push_module_path(out: &mut String, path: &str) {
 }
 
 /// Splits a trailing plugin label: `test_x[p] [SMALL]` → (`test_x[p]`, Some(Small)).
-/// A label is accepted only when the rest has balanced brackets (FORMATS.md §2.8).
 pub fn split_size_label(name: &str) -> (&str, Option<Size>) {
     for (suffix, size) in [
         (" [SMALL]", Size::Small),
@@ -110,29 +111,10 @@ pub fn split_size_label(name: &str) -> (&str, Option<Size>) {
         (" [XLARGE]", Size::Xlarge),
     ] {
         if let Some(base) = name.strip_suffix(suffix) {
-            if balanced(base) {
-                return (base, Some(size));
-            }
+            return (base, Some(size));
         }
     }
     (name, None)
-}
-
-fn balanced(s: &str) -> bool {
-    let mut depth: i64 = 0;
-    for c in s.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    depth == 0
 }
 
 /// Removes `--junitprefix` from a classname: `PFX.tests.x` → `tests.x`, `PFX` → ``.
@@ -227,12 +209,26 @@ mod tests {
             split_size_label("test_awkward_ids[fake [LARGE]]"),
             ("test_awkward_ids[fake [LARGE]]", None)
         );
-        // Unbalanced base: an unsized test whose param ends in " [LARGE]".
+        // Version ranges in parameter ids: unbalanced brackets before the label.
+        assert_eq!(
+            split_size_label("test_range_notation[[1.0, 2.0.dev0)] [SMALL]"),
+            ("test_range_notation[[1.0, 2.0.dev0)]", Some(Size::Small))
+        );
+        assert_eq!(
+            split_size_label("test_range_notation[(0.9, 1.0]] [MEDIUM]"),
+            ("test_range_notation[(0.9, 1.0]]", Some(Size::Medium))
+        );
+        // The contrived case: an unsized test whose param id ends in " [LARGE" reads as
+        // labelled (METRICS.md §1 strips the trailing label literally).
         assert_eq!(
             split_size_label("test_x[a [LARGE]"),
-            ("test_x[a [LARGE]", None)
+            ("test_x[a", Some(Size::Large))
         );
         assert_eq!(split_size_label("test_b[SMALL]"), ("test_b[SMALL]", None));
+        assert_eq!(
+            split_size_label("test_c  [SMALL] "),
+            ("test_c  [SMALL] ", None)
+        );
     }
 
     #[test]
