@@ -145,48 +145,28 @@ enum Role {
 }
 
 /// The inputs in reading order: JUnit first, then size reports (joined onto its tests),
-/// then coverage; the order given within each.
+/// then coverage; within each, those given with their flag first, then those given
+/// among the reports.
 struct Files(Vec<(PathBuf, Role)>);
 
 impl Files {
     fn of(inputs: &Inputs) -> Result<Files, ReadError> {
-        let mut files = Vec::new();
-        for p in &inputs.size_reports {
-            match source::sniff(p)? {
-                k @ (Kind::Json | Kind::Text) => files.push((p.clone(), Role::SizeReport(k))),
-                k => {
-                    return Err(kind_error(
-                        p,
-                        k,
-                        "a size report (JSON or a pytest terminal log)",
-                    ))
-                }
-            }
-        }
-        for p in &inputs.coverage {
-            match source::sniff(p)? {
-                Kind::Coverage => files.push((p.clone(), Role::Coverage)),
-                k => return Err(kind_error(p, k, "a Cobertura coverage.xml")),
-            }
-        }
+        let (mut junit, mut sizes, mut coverage) = (Vec::new(), Vec::new(), Vec::new());
         let mut first_other = None;
-        let mut any_junit = false;
         for p in &inputs.reports {
             let k = source::sniff(p)?;
-            let role = match k {
-                Kind::Junit => Role::Junit,
-                Kind::Json | Kind::Text => Role::SizeReport(k),
-                Kind::Coverage => Role::Coverage,
+            match k {
+                Kind::Junit => junit.push((p.clone(), Role::Junit)),
+                Kind::Json | Kind::Text => sizes.push((p.clone(), Role::SizeReport(k))),
+                Kind::Coverage => coverage.push((p.clone(), Role::Coverage)),
                 k => return Err(kind_error(p, k, "a JUnit XML report")),
-            };
-            any_junit |= role == Role::Junit;
-            if role != Role::Junit && first_other.is_none() {
+            }
+            if k != Kind::Junit && first_other.is_none() {
                 first_other = Some((p, k));
             }
-            files.push((p.clone(), role));
         }
         // A run is its JUnit report: size reports and coverage only add to its tests.
-        if let (false, Some((p, k))) = (any_junit, first_other) {
+        if let (true, Some((p, k))) = (junit.is_empty(), first_other) {
             let what = match k {
                 Kind::Json => "is a size report",
                 Kind::Text => "is a pytest terminal log",
@@ -200,12 +180,27 @@ impl Files {
                 ),
             ));
         }
-        // Stable: `--size-report` files before size reports given among the JUnit files.
-        files.sort_by_key(|(_, role)| match role {
-            Role::Junit => 0,
-            Role::SizeReport(_) => 1,
-            Role::Coverage => 2,
-        });
+        let mut files = junit;
+        for p in &inputs.size_reports {
+            match source::sniff(p)? {
+                k @ (Kind::Json | Kind::Text) => files.push((p.clone(), Role::SizeReport(k))),
+                k => {
+                    return Err(kind_error(
+                        p,
+                        k,
+                        "a size report (JSON or a pytest terminal log)",
+                    ))
+                }
+            }
+        }
+        files.append(&mut sizes);
+        for p in &inputs.coverage {
+            match source::sniff(p)? {
+                Kind::Coverage => files.push((p.clone(), Role::Coverage)),
+                k => return Err(kind_error(p, k, "a Cobertura coverage.xml")),
+            }
+        }
+        files.append(&mut coverage);
         Ok(Files(files))
     }
 
