@@ -930,6 +930,16 @@ pub struct Run {
     /// Newest modification time of the inputs, Unix seconds.
     pub newest_input_mtime: Option<f64>,
     pub coverage: Option<Coverage>,
+    /// Inputs not read because an earlier one has the same content (METRICS.md §1).
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// An input whose content equals an earlier input's: read once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duplicate {
+    pub path: std::path::PathBuf,
+    /// The earlier input, which was read.
+    pub same_as: std::path::PathBuf,
 }
 
 /// Line coverage from a Cobertura `coverage.xml`.

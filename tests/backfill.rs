@@ -897,3 +897,59 @@ fn an_unknown_remote_write_path_is_a_warning() {
          are lost: add --verify URL (the receiver's query API) to check that they arrive"
     );
 }
+
+/// A run directory holding `junit.xml` and its own `junit.xml.gz` (METRICS.md §1): the
+/// report is read once, with a warning. Read twice, every passed test looked flaky.
+#[test]
+fn a_report_beside_its_gzip_copy_is_read_once() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("archive").join("run-1");
+    std::fs::create_dir_all(&run).unwrap();
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pytest-9.2");
+    let xml = std::fs::read(fx.join("junit-xunit2.xml")).unwrap();
+    std::fs::write(run.join("junit.xml"), &xml).unwrap();
+    let mut z = flate2::write::GzEncoder::new(
+        std::fs::File::create(run.join("junit.xml.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    z.write_all(&xml).unwrap();
+    z.finish().unwrap();
+    std::fs::copy(fx.join("size-report.json"), run.join("size-report.json")).unwrap();
+    let om = tmp.path().join("out.om");
+    let state = tmp.path().join("s.state");
+    let o = backfill(&[
+        &p(&tmp.path().join("archive")),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "backfill");
+    let out = std::fs::read_to_string(&om).unwrap();
+    let flaky: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("pytest_flaky_tests{"))
+        .collect();
+    assert!(
+        flaky
+            .iter()
+            .any(|l| l.starts_with("pytest_flaky_tests{job=\"pytest\",size=\"small\"} 1 ")),
+        "{flaky:?}"
+    );
+    assert!(
+        flaky
+            .iter()
+            .all(|l| l.contains("size=\"small\"} 1 ") || l.contains("} 0 ")),
+        "{flaky:?}"
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} has the same content as {}: read once",
+            p(&run.join("junit.xml.gz")),
+            p(&run.join("junit.xml"))
+        )),
+        "{err}"
+    );
+}

@@ -117,6 +117,12 @@ fn dry_run_values_for_the_primary_fixture() {
         "pytest_timing_violations{job=\"pytest\",project=\"shop\",size=\"small\"} 3\n",
         "pytest_baseline_violations{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
         "pytest_flaky_tests{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"small\"} 1\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"medium\"} 0\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"large\"} 0\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"xlarge\"} 0\n",
+        "pytest_flaky_tests_total{job=\"pytest\",project=\"shop\",size=\"unsized\"} 0\n",
+        "# TYPE pytest_flaky_tests_total counter\n",
         "pytest_runs_total{job=\"pytest\",project=\"shop\"} 1\n",
         "ci_test_failures_total{failure_type=\"timing_violation\",job=\"pytest\",project=\"shop\"} 4\n",
         "pytest_test_duration_seconds_bucket{job=\"pytest\",outcome=\"passed\",project=\"shop\",size=\"small\",le=\"+Inf\"} 42\n",
@@ -126,7 +132,7 @@ fn dry_run_values_for_the_primary_fixture() {
     assert!(!t.contains("test_coverage_percentage"));
     assert_eq!(
         stderr(&o),
-        "dry run: 90 tests, 14 families; nothing pushed\n"
+        "dry run: 90 tests, 15 families; nothing pushed\n"
     );
 }
 
@@ -155,21 +161,221 @@ fn coverage_percentage_is_exact_not_the_rounded_line_rate() {
     assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
 }
 
+/// pytest 9.2 JUnit alone: the `Category:` line of a TC006 failure sizes 1 of 6 tests. No
+/// distribution from that sliver (it said 100 % small, which fires the band alerts); the
+/// warning says why.
 #[test]
 fn unknown_sizes_are_explained_once() {
     let d = fixtures().join("pytest-9.2");
     let o = run(&[
         "push",
-        d.join("junit-xunit2.xml").to_str().unwrap(),
+        d.join("junit-version-ranges.xml").to_str().unwrap(),
         "--dry-run",
     ]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
         stderr(&o),
-        "warning: no size source: 87 test(s) have size \"unknown\". Have pytest write the plugin's report \
+        "warning: no size source: 5 of 6 tests have size \"unknown\", so no size distribution \
+         is given (the 1 sized test does not describe the run). Have pytest write the plugin's report \
          (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json\n\
-         dry run: 90 tests, 14 families; nothing pushed\n"
+         dry run: 6 tests, 14 families; nothing pushed\n"
     );
+    let t = stdout(&o);
+    assert!(!t.contains("pytest_test_size_distribution"), "{t}");
+    assert!(t.contains("pytest_tests{job=\"pytest\",outcome=\"failed\",size=\"small\"} 1\n"));
+    assert!(t.contains("pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"unknown\"} 5\n"));
+}
+
+/// A size report (or a terminal log, or coverage) without JUnit is no run: before, it pushed
+/// `pytest_runs_total` +1 with 0 tests and only warned that 89 entries matched no test.
+#[test]
+fn a_run_needs_a_junit_report() {
+    let d = fixtures().join("pytest-9.2");
+    let gateway = "http://127.0.0.1:9";
+    for (file, what) in [
+        ("size-report.json", "is a size report"),
+        (
+            "terminal-size-report-json-stdout.txt",
+            "is a pytest terminal log",
+        ),
+        ("coverage.xml", "is a coverage report"),
+    ] {
+        let f = d.join(file);
+        let f = f.to_str().unwrap();
+        for delivery in [&["--dry-run"][..], &["--gateway", gateway][..]] {
+            let mut args = vec!["push", f];
+            args.extend(delivery);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(2), "{file} {delivery:?}");
+            assert_eq!(
+                stderr(&o),
+                format!(
+                    "error: {f}: {what}, not JUnit XML: a run needs the JUnit XML report pytest \
+                     writes with --junitxml; give it too\n"
+                ),
+                "{file} {delivery:?}"
+            );
+            assert!(stdout(&o).is_empty());
+        }
+    }
+    // With --size-report beside it, the first report given is named.
+    let json = d.join("size-report.json");
+    let cov = d.join("coverage.xml");
+    let o = run(&[
+        "push",
+        cov.to_str().unwrap(),
+        "--size-report",
+        json.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {}: is a coverage report, not JUnit XML: a run needs the JUnit XML report \
+             pytest writes with --junitxml; give it too\n",
+            cov.display()
+        )
+    );
+    // A real JUnit report with no test in it is a run (pytest stopped by a usage error).
+    let o = run(&[
+        "push",
+        d.join("junit-multiple-size-markers.xml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).ends_with("dry run: 0 tests, 13 families; nothing pushed\n"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// gzip of `src` at `dst`.
+fn gzip(src: &Path, dst: &Path) {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(
+        std::fs::File::create(dst).unwrap(),
+        flate2::Compression::default(),
+    );
+    z.write_all(&std::fs::read(src).unwrap()).unwrap();
+    z.finish().unwrap();
+}
+
+/// METRICS.md §1: inputs with identical content are read once, with a warning. Read twice,
+/// every test of the JUnit report looked rerun, and every passed one flaky (57, not 1).
+#[test]
+fn identical_inputs_are_read_once() {
+    let fx = fixtures().join("pytest-9.2");
+    let d = tempfile::tempdir().unwrap();
+    let junit = d.path().join("junit.xml");
+    std::fs::copy(fx.join("junit-xunit2.xml"), &junit).unwrap();
+    let gz = d.path().join("junit.xml.gz");
+    gzip(&junit, &gz);
+    let link = d.path().join("latest.xml");
+    std::os::unix::fs::symlink(&junit, &link).unwrap();
+    let json = fx.join("size-report.json");
+    let (j, s) = (junit.to_str().unwrap(), json.to_str().unwrap());
+    let flaky = "pytest_flaky_tests{job=\"pytest\",size=\"small\"} 1\n";
+    let passed = "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"small\"} 42\n";
+    for (second, warning) in [
+        (j.to_string(), format!("{j} is given twice: read once")),
+        (
+            gz.display().to_string(),
+            format!("{} has the same content as {j}: read once", gz.display()),
+        ),
+        (
+            link.display().to_string(),
+            format!("{} has the same content as {j}: read once", link.display()),
+        ),
+    ] {
+        let o = run(&["push", j, &second, "--size-report", s, "--dry-run"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let t = stdout(&o);
+        assert!(t.contains(flaky) && t.contains(passed), "{second}:\n{t}");
+        assert_eq!(
+            stderr(&o),
+            format!("warning: {warning}\ndry run: 90 tests, 15 families; nothing pushed\n"),
+            "{second}"
+        );
+    }
+    // A size report given twice (and not a second time through the JUnit list's order).
+    let o = run(&["push", j, s, "--size-report", s, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(flaky));
+    assert_eq!(
+        stderr(&o),
+        format!("warning: {s} is given twice: read once\ndry run: 90 tests, 15 families; nothing pushed\n")
+    );
+    // Coverage given as the file and its gzip copy: read once, the same percentage.
+    let cov = fx.join("coverage.xml");
+    let cov_gz = d.path().join("coverage.xml.gz");
+    gzip(&cov, &cov_gz);
+    let o = run(&[
+        "push",
+        j,
+        "--coverage",
+        cov.to_str().unwrap(),
+        "--coverage",
+        cov_gz.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let want = format!(
+        "test_coverage_percentage{{job=\"pytest\"}} {}\n",
+        47.0 / 55.0 * 100.0
+    );
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "warning: {} has the same content as {}: read once\n",
+            cov_gz.display(),
+            cov.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A real terminal log with the size report printed to stdout also holds the tests' own
+/// output, which pytest prints as it is: NUL, BEL, ESC, DEL and the other C0 bytes. It was
+/// refused as "a binary file"; the report is found by its content.
+#[test]
+fn a_terminal_log_with_control_bytes_is_read() {
+    for v in ["pytest-9.2", "pytest-9.1"] {
+        let d = fixtures().join(v);
+        let log = d.join("terminal-control-bytes.txt");
+        let bytes = std::fs::read(&log).unwrap();
+        for b in [0x00, 0x07, 0x08, 0x0b, 0x0c, 0x1b, 0x0e, 0x1f, 0x7f] {
+            assert!(bytes.contains(&b), "{v}: the log has no byte {b:#04x}");
+        }
+        let junit = d.join("junit-control-bytes.xml");
+        for as_flag in [false, true] {
+            let mut args = vec!["push", junit.to_str().unwrap()];
+            if as_flag {
+                args.push("--size-report");
+            }
+            args.extend([log.to_str().unwrap(), "--dry-run"]);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(0), "{v}: {}", stderr(&o));
+            // Every entry joined: no warning, no unknown size.
+            assert_eq!(
+                stderr(&o),
+                "dry run: 4 tests, 15 families; nothing pushed\n",
+                "{v}"
+            );
+            let t = stdout(&o);
+            for line in [
+                "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"small\"} 1\n",
+                "pytest_tests{job=\"pytest\",outcome=\"failed\",size=\"small\"} 1\n",
+                "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"medium\"} 1\n",
+                "pytest_tests{job=\"pytest\",outcome=\"passed\",size=\"unsized\"} 1\n",
+                "pytest_test_size_distribution{job=\"pytest\",size=\"small\"} 0.6666666666666666\n",
+            ] {
+                assert!(t.contains(line), "{v}: missing {line:?} in\n{t}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -388,7 +594,8 @@ fn delivery_failure_exit_3_and_soft_fail() {
     assert!(!e.contains("use --soft-fail"), "{e}");
     let o = run(&[
         "push",
-        d.join("junit-xunit2.xml").to_str().unwrap(),
+        // A run without a size source: its warning comes before the delivery's.
+        d.join("junit-version-ranges.xml").to_str().unwrap(),
         "--gateway",
         &gw,
         "--retries",

@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Output;
 
-use support::{cli, coverage_py, fixture, promtool_check_metrics};
+use support::{cli, coverage_py, coverage_py_file, fixture, promtool_check_metrics};
 
 fn dry_run(version: &str, coverage: &str, extra: &[&str]) -> Output {
     cli()
@@ -74,6 +74,93 @@ fn coverage_series_agree_with_coverage_py() {
     }
 }
 
+/// A run split over two jobs, each with its own coverage.xml: merged like `coverage combine`
+/// (METRICS.md §3), a line is covered when either shard covers it. coverage.py's own
+/// combined report of the same two shards is the oracle (`coverage-shards-report.txt`).
+/// Summed, both shards' 55 statements counted twice: 72 / 110 = 65.45 % instead of 85.45 %.
+#[test]
+fn coverage_of_split_jobs_is_merged_like_coverage_combine() {
+    for v in ["9.2", "9.1"] {
+        let (files, (stmts, miss)) = coverage_py_file(v, "coverage-shards-report.txt");
+        // The shards alone are not the combined report (else this test could not fail).
+        for (shard, covered) in [
+            ("coverage-shard-1.xml", 33.0),
+            ("coverage-shard-2.xml", 39.0),
+        ] {
+            let o = dry_run(v, &fixture(v, shard), &[]);
+            let t = String::from_utf8(o.stdout).unwrap();
+            let pct = series(&t, "test_coverage_percentage")[0].1;
+            assert!(
+                (pct - covered * 100.0 / 55.0).abs() < 1e-9,
+                "{v} {shard}: {pct}"
+            );
+        }
+        let shard2 = fixture(v, "coverage-shard-2.xml");
+        let o = dry_run(
+            v,
+            &fixture(v, "coverage-shard-1.xml"),
+            &["--coverage", &shard2],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let t = String::from_utf8(o.stdout).unwrap();
+        promtool_check_metrics(&t);
+        assert_eq!((stmts, miss), (55, 8), "{v}: the combined report changed");
+        let pct = series(&t, "test_coverage_percentage");
+        let want = (stmts - miss) as f64 * 100.0 / stmts as f64;
+        assert!(
+            (pct[0].1 - want).abs() < 1e-9,
+            "{v}: {} vs {want}",
+            pct[0].1
+        );
+        let mut got = series(&t, "uncovered_lines");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want: Vec<(String, f64)> = files
+            .iter()
+            .filter(|f| f.2 > 0)
+            .map(|(f, _, m)| {
+                (
+                    format!("uncovered_lines{{file=\"{f}\",job=\"pytest\"}}"),
+                    *m as f64,
+                )
+            })
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want, "{v}");
+    }
+    // A file that only counts lines on its root cannot be merged line by line.
+    let d = tempfile::tempdir().unwrap();
+    let bare = d.path().join("bare.xml");
+    std::fs::write(
+        &bare,
+        r#"<coverage lines-valid="55" lines-covered="40"></coverage>"#,
+    )
+    .unwrap();
+    let o = dry_run(
+        "9.2",
+        &fixture("9.2", "coverage-shard-1.xml"),
+        &["--coverage", bare.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "error: {}: counts lines on its root but has no <line> elements, so it cannot be \
+             merged with the other coverage files (line by line, as coverage combine does)\n",
+            bare.display()
+        )
+    );
+    // Alone, its root counts are its coverage.
+    let o = dry_run("9.2", bare.to_str().unwrap(), &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let t = String::from_utf8(o.stdout).unwrap();
+    assert!((series(&t, "test_coverage_percentage")[0].1 - 4000.0 / 55.0).abs() < 1e-9);
+}
+
 #[test]
 fn max_coverage_files_keeps_the_largest() {
     let o = dry_run(
@@ -94,7 +181,7 @@ fn max_coverage_files_keeps_the_largest() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "warning: 2 files have uncovered lines; keeping the 1 with the most (--max-coverage-files)\n\
-         dry run: 90 tests, 16 families; nothing pushed\n"
+         dry run: 90 tests, 17 families; nothing pushed\n"
     );
     // The percentage still counts every file.
     assert!((series(&t, "test_coverage_percentage")[0].1 - 4700.0 / 55.0).abs() < 1e-9);

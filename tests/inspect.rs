@@ -145,6 +145,8 @@ fn diff(a: &str, b: &str) -> String {
 /// * slowest: the size report's durations sorted by hand (test_setup_explodes has `null`
 ///   there, so its JUnit time 0.001 s is used); 58 = 68 - 10 and 2 = 12 - 10 not shown.
 /// * coverage 47 of 55 = 85.45 %, 8 uncovered: money.py 5, journal.py 3 (coverage-report.txt).
+/// * the unsized `test_unsized_param[tail [LARGE]` is listed whole: its ` [LARGE]` closes its
+///   parameter id and is no label.
 #[test]
 fn snapshot_primary_run_9_2() {
     let out = ok(&run(
@@ -191,14 +193,15 @@ fn snapshot_enforcement_warn_9_1_narrow() {
     assert_snapshot("inspect-enforcement-warn-9.1.txt", &out);
 }
 
-/// pytest 9.2 JUnit alone (no size source), 60 columns, `--top 3`.
+/// pytest 9.2 JUnit alone (no size report), 60 columns, `--top 3`.
 ///
 /// Checked by hand: only the `Category: SMALL` lines of the TC006 ×2 and TC008 failures
-/// size tests: 3 small (all failed), 87 unknown (derive/fixture_tests.rs); so the
-/// distribution is 100 % small, outside all three bands; without the JSON the slow xfail
-/// is an assertion failure (15) and only 2 timing violations are visible; JUnit times
-/// include setup (slow_fixture_fast_body 1.101 s); the flaky test is unknown-sized; the
-/// "no size source" warning is said once.
+/// size tests: 3 small (all failed), 87 unknown (derive/fixture_tests.rs; the unsized
+/// `test_unsized_param[tail [LARGE]` carries no label); so there is no distribution (3 of 90
+/// tests do not describe the run; it used to show 100 % small, outside all three bands), and
+/// the warning says why; without the JSON the slow xfail is an assertion failure (15) and
+/// only 2 timing violations are visible; JUnit times include setup (slow_fixture_fast_body
+/// 1.101 s); the flaky test is unknown-sized; the "no size source" warning is said once.
 #[test]
 fn snapshot_no_size_source_9_2_minimum_width() {
     let out = ok(&run(
@@ -505,22 +508,30 @@ fn json_distribution_outside_the_bands() {
     );
 }
 
+/// pytest 9.2 JUnit alone (the version-ranges run).
 #[test]
 fn json_without_a_size_source_warns() {
-    let d = json(&[&fixture("9.2", "junit-xunit2.xml"), "--top", "0"]);
-    assert_eq!(d["distribution"]["sized_tests"], 3);
-    assert_eq!(d["distribution"]["not_counted"]["unknown"], 87);
+    let d = json(&[&fixture("9.2", "junit-version-ranges.xml"), "--top", "0"]);
+    // 1 test sized by its TC006 `Category:` line out of 6: no distribution, and the warning
+    // says why.
+    assert_eq!(d["distribution"], Value::Null);
+    assert_eq!(d["outcomes"]["by_size"]["small"]["total"], 1);
+    assert_eq!(d["outcomes"]["by_size"]["unknown"]["total"], 5);
     let w = d["warnings"].as_array().unwrap();
     assert_eq!(w.len(), 1);
-    assert!(w[0]
-        .as_str()
-        .unwrap()
-        .starts_with("no size source: 87 test(s) have size \"unknown\""));
+    assert!(
+        w[0].as_str().unwrap().starts_with(
+            "no size source: 5 of 6 tests have size \"unknown\", so no size distribution is \
+             given (the 1 sized test does not describe the run). Have pytest write"
+        ),
+        "{}",
+        w[0]
+    );
     // --top 0: counts only.
-    assert_eq!(d["timing_violations"]["total"], 2);
+    assert_eq!(d["timing_violations"]["total"], 1);
     assert_eq!(d["timing_violations"]["tests"], serde_json::json!([]));
     assert_eq!(d["timing_violations"]["truncated"], true);
-    assert_eq!(d["slowest"]["unknown"]["total"], 87);
+    assert_eq!(d["slowest"]["unknown"]["total"], 5);
 }
 
 #[test]
@@ -788,6 +799,17 @@ fn unreadable_input_is_exit_2() {
         format!(
             "error: {}: is a JUnit report; expected a Cobertura coverage.xml\n",
             fixture("9.2", "junit-xunit2.xml")
+        )
+    );
+    // A size report alone is no run.
+    let o = run(&[&fixture("9.2", "size-report.json")], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "error: {}: is a size report, not JUnit XML: a run needs the JUnit XML report pytest \
+             writes with --junitxml; give it too\n",
+            fixture("9.2", "size-report.json")
         )
     );
 }

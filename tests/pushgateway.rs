@@ -116,7 +116,7 @@ fn push_accumulates_across_runs() {
         let e = ok(&push(&args));
         assert_eq!(
             e,
-            format!("pushed 90 tests (16 families) to {}/metrics/job/pytest/project/{project}/branch/main\n", pg.url)
+            format!("pushed 90 tests (17 families) to {}/metrics/job/pytest/project/{project}/branch/main\n", pg.url)
         );
         let data = pg.api_metrics();
         let g = group(
@@ -140,6 +140,11 @@ fn push_accumulates_across_runs() {
             3.0
         );
         assert_eq!(value(g, "pytest_flaky_tests", &[("size", "small")]), 1.0);
+        assert_eq!(
+            value(g, "pytest_flaky_tests_total", &[("size", "small")]),
+            1.0
+        );
+        assert_eq!(g["pytest_flaky_tests_total"]["type"], "COUNTER");
         assert_eq!(
             value(g, "ci_test_failures_total", &[("failure_type", "error")]),
             3.0
@@ -188,6 +193,10 @@ fn push_accumulates_across_runs() {
             29.0
         );
         assert_eq!(value(g, "pytest_flaky_tests", &[("size", "small")]), 2.0);
+        assert_eq!(
+            value(g, "pytest_flaky_tests_total", &[("size", "small")]),
+            3.0
+        );
         assert_eq!(
             value(g, "pytest_timing_violations_total", &[("size", "small")]),
             6.0

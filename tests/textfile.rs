@@ -82,7 +82,7 @@ fn cumulative_families_continue_from_the_previous_file() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stderr(&o),
-        format!("wrote 90 tests (14 families) to {ps}\n")
+        format!("wrote 90 tests (15 families) to {ps}\n")
     );
     let first = read(&p);
     promtool_check_metrics(&first);
@@ -95,6 +95,8 @@ fn cumulative_families_continue_from_the_previous_file() {
     let timing =
         r#"ci_test_failures_total{failure_type="timing_violation",job="pytest",project="shop"}"#;
     assert_eq!(value(&first, timing), 4.0);
+    let flaky = r#"pytest_flaky_tests_total{job="pytest",project="shop",size="small"}"#;
+    assert_eq!(value(&first, flaky), 1.0);
     let hist_count = format!("pytest_test_duration_seconds_count{SMALL_PASSED}");
     let hist_sum = format!("pytest_test_duration_seconds_sum{SMALL_PASSED}");
     let inf = r#"pytest_test_duration_seconds_bucket{job="pytest",outcome="passed",project="shop",size="small",le="+Inf"}"#;
@@ -117,6 +119,7 @@ fn cumulative_families_continue_from_the_previous_file() {
         84.0
     );
     assert_eq!(value(&second, timing), 8.0);
+    assert_eq!(value(&second, flaky), 2.0);
     assert_eq!(
         value(
             &second,
@@ -146,6 +149,8 @@ fn cumulative_families_continue_from_the_previous_file() {
         127.0
     );
     assert_eq!(value(&third, &format!("pytest_tests{SMALL_PASSED}")), 43.0);
+    // EXPECTED.md "Reruns run": 2 flaky small tests.
+    assert_eq!(value(&third, flaky), 4.0);
     // Nothing but the target and the (hidden, not *.prom) lock is left in the directory.
     assert_eq!(files_in(d.path()), [".pytest.prom.lock", "pytest.prom"]);
 
@@ -375,7 +380,7 @@ fn another_group_in_the_file_is_replaced_with_a_warning() {
         format!(
             "warning: textfile {ps} held series of another group ({{job=\"pytest\",project=\"shop\"}}); \
              this write replaces them, and this group's totals start from this run. Use one \
-             --textfile per group\nwrote 90 tests (14 families) to {ps}\n"
+             --textfile per group\nwrote 90 tests (15 families) to {ps}\n"
         )
     );
     let t = read(&p);
@@ -434,10 +439,10 @@ fn textfile_and_gateway_each_continue_from_their_own_values() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
-        e.contains(&format!("wrote 90 tests (14 families) to {ps}\n")),
+        e.contains(&format!("wrote 90 tests (15 families) to {ps}\n")),
         "{e}"
     );
-    assert!(e.contains("pushed 90 tests (14 families) to "), "{e}");
+    assert!(e.contains("pushed 90 tests (15 families) to "), "{e}");
     assert_eq!(value(&read(&p), &format!("pytest_runs_total{SHOP}")), 2.0);
     let lines = pg.metric_lines("pytest_runs_total");
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -464,7 +469,7 @@ fn a_failing_gateway_does_not_stop_the_textfile() {
     let e = stderr(&o);
     assert!(
         e.starts_with(&format!(
-            "wrote 90 tests (14 families) to {ps}\nerror: GET {dead}/metrics: "
+            "wrote 90 tests (15 families) to {ps}\nerror: GET {dead}/metrics: "
         )),
         "{e}"
     );

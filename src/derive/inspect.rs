@@ -5,7 +5,7 @@
 //! violations, tests near their limit, flaky tests, the slowest tests per size, hermeticity
 //! violations) are kept as top-N binary heaps, so a report with a million tests costs
 //! `O(tests · log N)` time and `O(N)` memory, never the whole list. The size distribution is
-//! checked against pytest-test-categories 1.2.2's fixed targets and bands (FORMATS.md §2.3).
+//! checked against pytest-test-categories 1.2.2's fixed targets and bands.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -26,7 +26,7 @@ impl Default for CollectConfig {
     }
 }
 
-/// One distribution bucket of pytest-test-categories 1.2.2 (FORMATS.md §2.3): its sizes,
+/// One distribution bucket of pytest-test-categories 1.2.2: its sizes,
 /// target and tolerance in percent. The plugin ignores its options to change them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Band {
@@ -116,10 +116,11 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The distribution of a summary, `None` when no test is sized.
+/// The distribution of a summary, `None` when no test is sized or any test is `unknown`
+/// (as [`Summary::distribution`]).
 pub fn distribution(s: &Summary) -> Option<Distribution> {
     let sized: u64 = Size::SIZED.iter().map(|z| s.size_count(*z)).sum();
-    if sized == 0 {
+    if sized == 0 || s.size_count(Size::Unknown) > 0 {
         return None;
     }
     let pct = |n: u64| round2(n as f64 * 100.0 / sized as f64);
@@ -434,6 +435,10 @@ mod tests {
         );
         assert_eq!(d.first_outside().unwrap().band.name, "small");
         assert!(distribution(&Summary::default()).is_none());
+        // One test of unknown size: the sized ones may be any sliver of the run.
+        s.tests[Size::Unknown.index()][Outcome::Passed.index()] = 1;
+        assert!(distribution(&s).is_none());
+        assert!(s.distribution().is_none());
         // Edges are inside: 75 % and 85 % pass, as `min <= pct <= max` in the plugin.
         let mut s = Summary::default();
         s.tests[Size::Small.index()][0] = 85;

@@ -120,6 +120,17 @@ pub fn families(s: &Summary, totals: &Totals, group: &Labels) -> Vec<MetricFamil
         GAUGE,
         m,
     );
+    let m = totals
+        .flaky
+        .iter()
+        .map(|(sz, v)| b.counter(&[("size", sz)], *v))
+        .collect();
+    b.family(
+        "pytest_flaky_tests_total",
+        "Tests that passed only after a rerun, by size, cumulative across runs.",
+        COUNTER,
+        m,
+    );
     let m = Resource::ALL
         .iter()
         .map(|r| b.gauge(&[("resource", r.as_str())], s.hermeticity[r.index()] as f64))

@@ -120,10 +120,12 @@ impl Summary {
         self.tests[s.index()].iter().sum()
     }
 
-    /// Share 0–1 of each real size among sized tests; `None` when no test is sized.
+    /// Share 0–1 of each real size among sized tests; `None` when no test is sized or any
+    /// test is `unknown` (METRICS.md §3: a partial source, such as a few `Category:` lines,
+    /// does not describe the run).
     pub fn distribution(&self) -> Option<[f64; 4]> {
         let sized: u64 = Size::SIZED.iter().map(|s| self.size_count(*s)).sum();
-        if sized == 0 {
+        if sized == 0 || self.size_count(Size::Unknown) > 0 {
             return None;
         }
         let mut d = [0.0; 4];
@@ -291,6 +293,17 @@ pub fn summarize(
     }
     per_test.sort_by(|a, b| a.0.cmp(&b.0));
     s.per_test = per_test;
+    for d in &run.duplicates {
+        s.notes.push(if d.path == d.same_as {
+            format!("{} is given twice: read once", d.path.display())
+        } else {
+            format!(
+                "{} has the same content as {}: read once",
+                d.path.display(),
+                d.same_as.display()
+            )
+        });
+    }
     s.timestamp = run
         .suite
         .earliest_timestamp
@@ -299,9 +312,17 @@ pub fn summarize(
         .unwrap_or(0.0);
     let unknown = s.size_count(Size::Unknown);
     if unknown > 0 {
+        let sized: u64 = Size::SIZED.iter().map(|z| s.size_count(*z)).sum();
+        let partial = match sized {
+            0 => String::new(),
+            1 => " (the 1 sized test does not describe the run)".to_string(),
+            n => format!(" (the {n} sized tests do not describe the run)"),
+        };
         s.notes.push(format!(
-            "no size source: {unknown} test(s) have size \"unknown\". Have pytest write the plugin's report \
-             (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json"
+            "no size source: {unknown} of {} tests have size \"unknown\", so no size distribution is \
+             given{partial}. Have pytest write the plugin's report \
+             (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json",
+            s.total_tests()
         ));
     }
     if let Some(c) = &run.coverage {

@@ -1,8 +1,12 @@
 //! pytest node ids ↔ JUnit `(classname, name)` and the plugin's ` [SIZE]` name label.
 //!
 //! Implements `_pytest.junitxml.mangle_test_address` as pytest 9.1.x and 9.2.x write it
-//! (FORMATS.md §1.3) and the label rule of FORMATS.md §2.8: only a trailing
-//! ` [SMALL|MEDIUM|LARGE|XLARGE]` whose base has balanced brackets is a label.
+//! and the plugin's size label: a trailing ` [SMALL|MEDIUM|LARGE|XLARGE]` is the label when
+//! what precedes it is a whole test name: one without `[`, or one whose parameter id is
+//! closed (ends in `]`). Parameter ids hold unbalanced brackets in real suites (version
+//! ranges such as `[1.0, 2.0.dev0)`), so brackets are not counted; but the ` [LARGE]` of an
+//! unsized test whose id ends in ` [LARGE` (`test_x[a [LARGE]`) closes that id, and taking
+//! it for a label would leave `test_x[a`, which no test is called.
 
 use crate::model::Size;
 
@@ -101,7 +105,6 @@ fn push_module_path(out: &mut String, path: &str) {
 }
 
 /// Splits a trailing plugin label: `test_x[p] [SMALL]` → (`test_x[p]`, Some(Small)).
-/// A label is accepted only when the rest has balanced brackets (FORMATS.md §2.8).
 pub fn split_size_label(name: &str) -> (&str, Option<Size>) {
     for (suffix, size) in [
         (" [SMALL]", Size::Small),
@@ -110,29 +113,12 @@ pub fn split_size_label(name: &str) -> (&str, Option<Size>) {
         (" [XLARGE]", Size::Xlarge),
     ] {
         if let Some(base) = name.strip_suffix(suffix) {
-            if balanced(base) {
+            if !base.contains('[') || base.ends_with(']') {
                 return (base, Some(size));
             }
         }
     }
     (name, None)
-}
-
-fn balanced(s: &str) -> bool {
-    let mut depth: i64 = 0;
-    for c in s.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    depth == 0
 }
 
 /// Removes `--junitprefix` from a classname: `PFX.tests.x` → `tests.x`, `PFX` → ``.
@@ -159,7 +145,7 @@ mod tests {
 
     #[test]
     fn formats_examples_both_versions() {
-        // FORMATS.md §1.3 table, written down by hand.
+        // pytest's mangling of real node ids, written down by hand.
         let cases = [
             (
                 "tests/test_sizes.py::test_medium_function",
@@ -227,12 +213,30 @@ mod tests {
             split_size_label("test_awkward_ids[fake [LARGE]]"),
             ("test_awkward_ids[fake [LARGE]]", None)
         );
-        // Unbalanced base: an unsized test whose param ends in " [LARGE]".
+        // Version ranges in parameter ids: unbalanced brackets before the label.
+        assert_eq!(
+            split_size_label("test_range_notation[[1.0, 2.0.dev0)] [SMALL]"),
+            ("test_range_notation[[1.0, 2.0.dev0)]", Some(Size::Small))
+        );
+        assert_eq!(
+            split_size_label("test_range_notation[(0.9, 1.0]] [MEDIUM]"),
+            ("test_range_notation[(0.9, 1.0]]", Some(Size::Medium))
+        );
+        // An unsized test whose param id ends in " [LARGE": the "]" closes the id, so it is
+        // no label; the same test sized has its label after the closed id.
         assert_eq!(
             split_size_label("test_x[a [LARGE]"),
             ("test_x[a [LARGE]", None)
         );
+        assert_eq!(
+            split_size_label("test_x[a [LARGE] [SMALL]"),
+            ("test_x[a [LARGE]", Some(Size::Small))
+        );
         assert_eq!(split_size_label("test_b[SMALL]"), ("test_b[SMALL]", None));
+        assert_eq!(
+            split_size_label("test_c  [SMALL] "),
+            ("test_c  [SMALL] ", None)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Running totals of the cumulative families (METRICS.md §3): `pytest_runs_total`,
-//! `pytest_tests_total`, `pytest_test_duration_seconds`, `pytest_timing_violations_total`
-//! and `ci_test_failures_total`. A run's own totals are added to the previous ones a sink
+//! `pytest_tests_total`, `pytest_test_duration_seconds`, `pytest_timing_violations_total`,
+//! `pytest_flaky_tests_total` and `ci_test_failures_total`. A run's own totals are added to the previous ones a sink
 //! read back (Pushgateway group, textfile) or kept (backfill state), so the series only grow.
 
 use std::collections::BTreeMap;
@@ -33,6 +33,8 @@ pub struct Totals {
     pub durations: BTreeMap<(String, String), HistTotal>,
     /// `size` → timing violations.
     pub timing: BTreeMap<String, f64>,
+    /// `size` → flaky tests (passed only after a rerun).
+    pub flaky: BTreeMap<String, f64>,
     /// `failure_type` → failed and errored tests.
     pub failures: BTreeMap<String, f64>,
 }
@@ -46,6 +48,8 @@ impl Totals {
             ..Totals::default()
         };
         for size in present_sizes(s) {
+            t.flaky
+                .insert(size.as_str().to_string(), s.flaky[size.index()] as f64);
             for o in Outcome::ALL {
                 let n = s.tests[size.index()][o.index()];
                 t.tests.insert(key2(size, o), n as f64);
@@ -96,6 +100,9 @@ impl Totals {
         for (k, v) in &prev.timing {
             *self.timing.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &prev.flaky {
+            *self.flaky.entry(k.clone()).or_default() += v;
+        }
         for (k, v) in &prev.failures {
             *self.failures.entry(k.clone()).or_default() += v;
         }
@@ -130,6 +137,9 @@ struct TotalsRepr {
     tests: Vec<TestsEntry>,
     durations: Vec<DurationsEntry>,
     timing: BTreeMap<String, f64>,
+    /// Absent from state files written before `pytest_flaky_tests_total` existed.
+    #[serde(default)]
+    flaky: BTreeMap<String, f64>,
     failures: BTreeMap<String, f64>,
 }
 
@@ -171,6 +181,7 @@ impl From<Totals> for TotalsRepr {
                 })
                 .collect(),
             timing: t.timing,
+            flaky: t.flaky,
             failures: t.failures,
         }
     }
@@ -191,6 +202,7 @@ impl From<TotalsRepr> for Totals {
                 .map(|e| ((e.size, e.outcome), e.hist))
                 .collect(),
             timing: r.timing,
+            flaky: r.flaky,
             failures: r.failures,
         }
     }
@@ -229,6 +241,7 @@ mod tests {
             },
         );
         t.timing.insert("small".into(), 1.0);
+        t.flaky.insert("medium".into(), 4.0);
         t.failures.insert("assertion".into(), 2.0);
         let json = serde_json::to_string(&t).unwrap();
         assert!(
@@ -237,6 +250,45 @@ mod tests {
         );
         let back: Totals = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn totals_written_before_flaky_totals_still_load() {
+        // A backfill state entry as written before `pytest_flaky_tests_total` existed.
+        let old = r#"{"runs":2.0,"tests":[{"size":"small","outcome":"passed","value":7.0}],
+            "durations":[],"timing":{"small":1.0},"failures":{"assertion":3.0}}"#;
+        let t: Totals = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (t.runs, t.timing["small"], t.failures["assertion"]),
+            (2.0, 1.0, 3.0)
+        );
+        assert!(t.flaky.is_empty());
+        // Added to a run, the flaky totals start from that run.
+        let mut s = Summary {
+            durations: vec![vec![crate::derive::DurationHist::default(); 5]; 6],
+            ..Summary::default()
+        };
+        s.flaky[Size::Small.index()] = 1;
+        s.flaky[Size::Unsized.index()] = 2;
+        s.tests[Size::Unsized.index()][Outcome::Passed.index()] = 2;
+        let mut run = Totals::of_run(&s);
+        let want: BTreeMap<String, f64> = [
+            ("small", 1.0),
+            ("medium", 0.0),
+            ("large", 0.0),
+            ("xlarge", 0.0),
+            ("unsized", 2.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(run.flaky, want);
+        run.add(&t).unwrap();
+        assert_eq!(run.flaky, want);
+        let mut twice = run.clone();
+        twice.add(&run).unwrap();
+        assert_eq!(twice.flaky["small"], 2.0);
+        assert_eq!(twice.flaky["unsized"], 4.0);
     }
 
     #[test]

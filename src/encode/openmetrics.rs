@@ -8,8 +8,9 @@
 //! last. Memory is series × runs points, a few dozen bytes each.
 //!
 //! Spelling: counters are `# TYPE foo counter` with samples `foo_total`. METRICS.md has
-//! two counters whose OpenMetrics family name would be that of a gauge (`pytest_tests` and
-//! `pytest_tests_total`, `pytest_timing_violations` and `pytest_timing_violations_total`);
+//! three counters whose OpenMetrics family name would be that of a gauge (`pytest_tests` and
+//! `pytest_tests_total`, `pytest_timing_violations` and `pytest_timing_violations_total`,
+//! `pytest_flaky_tests` and `pytest_flaky_tests_total`);
 //! OpenMetrics forbids two families of one name, so such a counter is written as an
 //! `unknown` family under its full `_total` name. The stored series are the same either
 //! way. Histogram `le` values are canonical OpenMetrics numbers (`1.0`, `0.1`, `1e-05`),

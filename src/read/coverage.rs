@@ -6,26 +6,153 @@
 //! are computed from the `<line>` elements. Uncovered lines are counted per file from the
 //! `<line hits="0">` elements directly under each `<class>` (method-level `<lines>` repeat
 //! them in Java producers and are skipped).
+//!
+//! Several files (a run split over jobs) are merged like `coverage combine`: per file name,
+//! the union of its lines and the union of its covered lines, never a sum of counts. So a
+//! file's lines are kept as sets until every file is read ([`Lines`]): a bit per line in
+//! 64-line words, only for the words that hold a line, about half a byte per line.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::{source, ReadError};
+use super::source::{self, ContentHash};
+use super::ReadError;
 use crate::model::Coverage;
 
+/// Line numbers as a sorted list of 64-line words: `(number / 64, bits)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LineSet(Vec<(u64, u64)>);
+
+impl LineSet {
+    fn insert(&mut self, line: u64) {
+        let (word, bit) = (line / 64, 1u64 << (line % 64));
+        match self.0.last_mut() {
+            // Lines come in ascending order within a class: the usual case is the last word.
+            Some((w, bits)) if *w == word => *bits |= bit,
+            Some((w, _)) if *w < word => self.0.push((word, bit)),
+            None => self.0.push((word, bit)),
+            Some(_) => match self.0.binary_search_by_key(&word, |(w, _)| *w) {
+                Ok(i) => self.0[i].1 |= bit,
+                Err(i) => self.0.insert(i, (word, bit)),
+            },
+        }
+    }
+
+    fn union(&mut self, other: &LineSet) {
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::with_capacity(a.len().max(b.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let (x, y) = (a[i], b[j]);
+            if x.0 == y.0 {
+                out.push((x.0, x.1 | y.1));
+                i += 1;
+                j += 1;
+            } else if x.0 < y.0 {
+                out.push(x);
+                i += 1;
+            } else {
+                out.push(y);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.0 = out;
+    }
+
+    fn len(&self) -> u64 {
+        self.0.iter().map(|(_, b)| u64::from(b.count_ones())).sum()
+    }
+}
+
+/// One file's lines: every line of the report, and those with hits.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct FileLines {
+    valid: LineSet,
+    covered: LineSet,
+}
+
+/// The lines of one or more coverage files, merged by file name and line number.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lines {
+    files: BTreeMap<String, FileLines>,
+    /// The root's `lines-valid` and `lines-covered`, while a single file is read.
+    root: Option<(u64, u64)>,
+    /// Coverage files merged in.
+    sources: usize,
+}
+
+impl Lines {
+    /// Adds another file's lines (`coverage combine`): a line is covered when any file
+    /// covers it. Files merged this way are counted from their lines, not their roots.
+    pub fn merge(&mut self, other: Lines) {
+        for (name, f) in other.files {
+            match self.files.get_mut(&name) {
+                Some(mine) => {
+                    mine.valid.union(&f.valid);
+                    mine.covered.union(&f.covered);
+                }
+                None => {
+                    self.files.insert(name, f);
+                }
+            }
+        }
+        self.sources += other.sources;
+        self.root = None;
+    }
+
+    /// True when the root counts lines but no `<line>` says which: such a file cannot be
+    /// merged line by line with another.
+    pub fn counts_without_lines(&self) -> bool {
+        self.files.is_empty() && self.root.is_some_and(|(v, _)| v > 0)
+    }
+
+    /// The coverage of the lines read: the root's counts for a single file that has
+    /// them, else the union's.
+    pub fn coverage(&self) -> Coverage {
+        let mut all = 0;
+        let mut covered = 0;
+        let mut uncovered: Vec<(String, u64)> = Vec::new();
+        for (name, f) in &self.files {
+            let (v, c) = (f.valid.len(), f.covered.len());
+            all += v;
+            covered += c;
+            if v > c {
+                uncovered.push((name.clone(), v - c));
+            }
+        }
+        uncovered.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let (lines_valid, lines_covered) = match (self.sources, self.root) {
+            (1, Some(r)) => r,
+            _ => (all, covered),
+        };
+        Coverage {
+            lines_valid,
+            lines_covered,
+            uncovered,
+        }
+    }
+}
+
 pub fn read(path: &Path) -> Result<Coverage, ReadError> {
+    read_hashed(path).map(|(l, _)| l.coverage())
+}
+
+/// Reads one file's lines (for [`Lines::merge`]), and the hash of its content.
+pub fn read_hashed(path: &Path) -> Result<(Lines, ContentHash), ReadError> {
     let mut reader = Reader::from_reader(source::open_xml(path)?);
     let mut buf = Vec::new();
     let mut root_valid: Option<u64> = None;
     let mut root_covered: Option<u64> = None;
     let mut seen_root = false;
-    // file -> (all line numbers, uncovered line numbers)
-    let mut files: BTreeMap<String, (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
+    let mut files: BTreeMap<String, FileLines> = BTreeMap::new();
     let mut stack: Vec<Vec<u8>> = Vec::new();
     let mut class_file: Option<String> = None;
+    let content: ContentHash;
     loop {
         let pos = reader.buffer_position();
         buf.clear();
@@ -80,12 +207,13 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
                             .ok_or_else(|| {
                                 ReadError::at(path, pos, "<line> has no hits attribute")
                             })?;
-                        let entry = files.entry(file.clone()).or_default();
-                        entry.0.insert(number);
-                        if hits == 0 {
-                            entry.1.insert(number);
-                        } else {
-                            entry.1.remove(&number);
+                        let f = match files.get_mut(file.as_str()) {
+                            Some(f) => f,
+                            None => files.entry(file.clone()).or_default(),
+                        };
+                        f.valid.insert(number);
+                        if hits > 0 {
+                            f.covered.insert(number);
                         }
                     }
                 }
@@ -121,50 +249,32 @@ pub fn read(path: &Path) -> Result<Coverage, ReadError> {
                         "unexpected end of file (the report is truncated?)",
                     ));
                 }
-                reader.get_ref().check_unchanged(path)?;
+                content = reader.get_mut().finish(path)?;
                 break;
             }
             _ => {}
         }
     }
-    let all: u64 = files.values().map(|(a, _)| a.len() as u64).sum();
-    let missed: u64 = files.values().map(|(_, u)| u.len() as u64).sum();
-    let (lines_valid, lines_covered) = match (root_valid, root_covered) {
-        (Some(v), Some(c)) => (v, c),
-        _ => (all, all - missed),
+    let root = match (root_valid, root_covered) {
+        (Some(v), Some(c)) => Some((v, c)),
+        _ => None,
     };
-    if lines_covered > lines_valid {
-        return Err(ReadError::plain(
-            path,
-            format!("lines-covered ({lines_covered}) is greater than lines-valid ({lines_valid})"),
-        ));
+    if let Some((v, c)) = root {
+        if c > v {
+            return Err(ReadError::plain(
+                path,
+                format!("lines-covered ({c}) is greater than lines-valid ({v})"),
+            ));
+        }
     }
-    let mut uncovered: Vec<(String, u64)> = files
-        .into_iter()
-        .filter(|(_, (_, u))| !u.is_empty())
-        .map(|(f, (_, u))| (f, u.len() as u64))
-        .collect();
-    uncovered.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(Coverage {
-        lines_valid,
-        lines_covered,
-        uncovered,
-    })
-}
-
-/// Two coverage files of one run (e.g. split jobs): counts add, files add.
-pub fn merge(a: Coverage, b: Coverage) -> Coverage {
-    let mut files: BTreeMap<String, u64> = BTreeMap::new();
-    for (f, n) in a.uncovered.into_iter().chain(b.uncovered) {
-        *files.entry(f).or_default() += n;
-    }
-    let mut uncovered: Vec<(String, u64)> = files.into_iter().collect();
-    uncovered.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
-    Coverage {
-        lines_valid: a.lines_valid + b.lines_valid,
-        lines_covered: a.lines_covered + b.lines_covered,
-        uncovered,
-    }
+    Ok((
+        Lines {
+            files,
+            root,
+            sources: 1,
+        },
+        content,
+    ))
 }
 
 fn attr(e: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Result<Option<String>, String> {
@@ -293,6 +403,65 @@ mod tests {
         // No lines-valid/lines-covered on the root: counted from the class lines, 5 and 3.
         assert_eq!((c.lines_valid, c.lines_covered), (5, 3));
         assert_eq!(c.uncovered, vec![("com/acme/Ledger.java".to_string(), 2)]);
+    }
+
+    #[test]
+    fn line_sets_hold_any_order_and_any_number() {
+        let mut a = LineSet::default();
+        for l in [70, 3, 64, 3, 1 << 40, 0, 63, u64::MAX] {
+            a.insert(l);
+        }
+        assert_eq!(a.len(), 7);
+        // Words only for the lines there are: a huge line number costs one word.
+        assert_eq!(a.0.len(), 4);
+        let mut b = LineSet::default();
+        for l in [3, 4, 200, 1 << 40] {
+            b.insert(l);
+        }
+        a.union(&b);
+        assert_eq!(a.len(), 9);
+        let words: Vec<u64> = a.0.iter().map(|(w, _)| *w).collect();
+        assert_eq!(words, [0, 1, 3, 1 << 34, u64::MAX / 64]);
+    }
+
+    #[test]
+    fn merging_is_a_union_by_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let doc = |lines: &str| {
+            format!(
+                r#"<coverage lines-valid="9" lines-covered="1"><packages><package><classes>
+                <class filename="a.py"><lines>{lines}</lines></class></classes></package></packages></coverage>"#
+            )
+        };
+        let one = write(
+            &d,
+            &doc(
+                r#"<line number="1" hits="1"/><line number="2" hits="0"/><line number="3" hits="0"/>"#,
+            ),
+        );
+        let (mut l, _) = read_hashed(&one).unwrap();
+        // One file: its root's counts.
+        assert_eq!(
+            (l.coverage().lines_valid, l.coverage().lines_covered),
+            (9, 1)
+        );
+        let two = d.path().join("two.xml");
+        std::fs::write(
+            &two,
+            doc(r#"<line number="2" hits="4"/><line number="3" hits="0"/><line number="4" hits="0"/>"#),
+        )
+        .unwrap();
+        l.merge(read_hashed(&two).unwrap().0);
+        // Lines 1-4; 1 and 2 covered (each by one file), 3 and 4 by none.
+        let c = l.coverage();
+        assert_eq!((c.lines_valid, c.lines_covered), (4, 2));
+        assert_eq!(c.uncovered, vec![("a.py".to_string(), 2)]);
+        assert!(!l.counts_without_lines());
+        let bare = write(
+            &d,
+            r#"<coverage lines-valid="9" lines-covered="1"></coverage>"#,
+        );
+        assert!(read_hashed(&bare).unwrap().0.counts_without_lines());
     }
 
     #[test]

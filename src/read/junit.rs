@@ -1,7 +1,7 @@
 //! Streaming JUnit XML reader (quick-xml pull parser over a buffered reader).
 //!
 //! Accepts any nesting of `<testsuites>`/`<testsuite>` and a bare `<testsuite>` root,
-//! xunit1 and xunit2 (FORMATS.md §1), and Surefire rerun/flaky children. Text content is
+//! xunit1 and xunit2, and Surefire rerun/flaky children. Text content is
 //! never buffered: it is streamed past the parser, and only the lines of a `<failure>`
 //! that METRICS.md §2 looks at (`[TC006] …`, `[TC008] …`, `Category: SIZE`) are matched,
 //! one bounded line at a time. So memory does not grow with `<system-out>` or failure
@@ -37,6 +37,8 @@ pub struct FileSuite {
     pub duration_seconds: f64,
     pub earliest_timestamp: Option<f64>,
     pub elements: u64,
+    /// Hash of the file's (decompressed) content.
+    pub content: source::ContentHash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -272,7 +274,7 @@ fn read_with(
                         ),
                     ));
                 }
-                reader.get_ref().check_unchanged(path)?;
+                suite.content = reader.get_mut().finish(path)?;
                 return Ok(suite);
             }
             Event::Text(_) | Event::GeneralRef(_) | Event::CData(_) => {
@@ -754,7 +756,7 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
                 }
             }
             if slow_xfail {
-                // A slow xfail the plugin failed (FORMATS.md §2.5).
+                // A slow xfail the plugin failed.
                 c.result.failure = true;
             } else if xfail_type {
                 c.result.xfail = true;

@@ -11,10 +11,13 @@ pub mod junit;
 pub mod size_report;
 pub mod source;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::derive::nodeid;
-use crate::model::{CaseElement, ReportEntry, Run, SuiteInfo, TestKey, TestRecord, Tests};
+use crate::model::{
+    CaseElement, Duplicate, ReportEntry, Run, SuiteInfo, TestKey, TestRecord, Tests,
+};
 
 pub use source::Kind;
 
@@ -112,53 +115,214 @@ pub fn read_run(inputs: &Inputs) -> Result<Run, ReadError> {
 }
 
 /// [`read_run`] with options.
+///
+/// Inputs with identical content are read once (METRICS.md §1): read twice, every test of
+/// a JUnit report would look rerun. The same file given twice (a repeated path, a
+/// symlink, a hard link) is known before reading. Different files with the same content
+/// (`junit.xml` beside its own `junit.xml.gz`, a copy) are known only once their content
+/// has streamed past: then the run is read again without the later copies. Coverage is a
+/// union, which a second copy does not change, so it is never read again for that.
 pub fn read_run_with(inputs: &Inputs, opts: ReadOptions) -> Result<Run, ReadError> {
-    let mut junit = Vec::new();
-    let mut sizes = inputs.size_reports.clone();
-    let mut cov = inputs.coverage.clone();
-    for p in &inputs.reports {
-        match source::sniff(p)? {
-            Kind::Junit => junit.push(p.clone()),
-            Kind::Json | Kind::Text => sizes.push(p.clone()),
-            Kind::Coverage => cov.push(p.clone()),
-            k => return Err(kind_error(p, k, "a JUnit XML report")),
+    let files = Files::of(inputs)?;
+    let mut skip = files.same_files();
+    let (mut run, found) = read_files(&files, inputs, opts, &skip)?;
+    let again = found.iter().any(|d| !d.coverage);
+    skip.extend(found);
+    if again {
+        run = read_files(&files, inputs, opts, &skip)?.0;
+    }
+    run.duplicates = skip.into_iter().map(|d| d.duplicate).collect();
+    Ok(run)
+}
+
+/// What an input is, recognised by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Junit,
+    /// A size report: the plugin's JSON or a terminal log.
+    SizeReport(Kind),
+    Coverage,
+}
+
+/// The inputs in reading order: JUnit first, then size reports (joined onto its tests),
+/// then coverage; within each, those given with their flag first, then those given
+/// among the reports.
+struct Files(Vec<(PathBuf, Role)>);
+
+impl Files {
+    fn of(inputs: &Inputs) -> Result<Files, ReadError> {
+        let (mut junit, mut sizes, mut coverage) = (Vec::new(), Vec::new(), Vec::new());
+        let mut first_other = None;
+        for p in &inputs.reports {
+            let k = source::sniff(p)?;
+            match k {
+                Kind::Junit => junit.push((p.clone(), Role::Junit)),
+                Kind::Json | Kind::Text => sizes.push((p.clone(), Role::SizeReport(k))),
+                Kind::Coverage => coverage.push((p.clone(), Role::Coverage)),
+                k => return Err(kind_error(p, k, "a JUnit XML report")),
+            }
+            if k != Kind::Junit && first_other.is_none() {
+                first_other = Some((p, k));
+            }
         }
+        // A run is its JUnit report: size reports and coverage only add to its tests.
+        if let (true, Some((p, k))) = (junit.is_empty(), first_other) {
+            let what = match k {
+                Kind::Json => "is a size report",
+                Kind::Text => "is a pytest terminal log",
+                _ => "is a coverage report",
+            };
+            return Err(ReadError::plain(
+                p,
+                format!(
+                    "{what}, not JUnit XML: a run needs the JUnit XML report pytest writes with \
+                     --junitxml; give it too"
+                ),
+            ));
+        }
+        let mut files = junit;
+        for p in &inputs.size_reports {
+            match source::sniff(p)? {
+                k @ (Kind::Json | Kind::Text) => files.push((p.clone(), Role::SizeReport(k))),
+                k => {
+                    return Err(kind_error(
+                        p,
+                        k,
+                        "a size report (JSON or a pytest terminal log)",
+                    ))
+                }
+            }
+        }
+        files.append(&mut sizes);
+        for p in &inputs.coverage {
+            match source::sniff(p)? {
+                Kind::Coverage => files.push((p.clone(), Role::Coverage)),
+                k => return Err(kind_error(p, k, "a Cobertura coverage.xml")),
+            }
+        }
+        files.append(&mut coverage);
+        Ok(Files(files))
     }
+
+    /// Later mentions of a file already given (the same path, or another path to the same
+    /// file), by their place in the reading order.
+    fn same_files(&self) -> Vec<Skip> {
+        let mut out = Vec::new();
+        let mut seen: Vec<(FileId, &PathBuf)> = Vec::new();
+        for (index, (p, role)) in self.0.iter().enumerate() {
+            let Some(id) = file_id(p) else {
+                continue;
+            };
+            match seen.iter().find(|(i, _)| *i == id) {
+                Some((_, first)) => out.push(Skip {
+                    index,
+                    duplicate: Duplicate {
+                        path: p.clone(),
+                        same_as: (*first).clone(),
+                    },
+                    coverage: *role == Role::Coverage,
+                }),
+                None => seen.push((id, p)),
+            }
+        }
+        out
+    }
+}
+
+/// A file's identity on its device, when the platform tells.
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+fn file_id(p: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &Path) -> Option<FileId> {
+    None
+}
+
+/// An input left out because an earlier one has the same content.
+struct Skip {
+    /// Its place in the reading order ([`Files`]).
+    index: usize,
+    duplicate: Duplicate,
+    /// A coverage file (whose second reading changes nothing).
+    coverage: bool,
+}
+
+/// Reads the files but those in `skip`; returns the run and the inputs whose content
+/// turned out to equal an earlier one's (read all the same).
+fn read_files(
+    files: &Files,
+    inputs: &Inputs,
+    opts: ReadOptions,
+    skip: &[Skip],
+) -> Result<(Run, Vec<Skip>), ReadError> {
+    let mut first_with: HashMap<source::ContentHash, &PathBuf> = HashMap::new();
+    let mut found = Vec::new();
     let mut b = RunBuilder::with_options(&inputs.junit_prefix, opts);
-    for p in &junit {
-        b.read_junit(p)?;
-    }
-    for p in &sizes {
-        let ts = match source::sniff(p)? {
-            Kind::Json => size_report::read_json(p, &mut |e| b.apply_report(e))?,
-            Kind::Text => size_report::read_terminal_log(p, &mut |e| b.apply_report(e))?,
-            k => {
-                return Err(kind_error(
-                    p,
-                    k,
-                    "a size report (JSON or a pytest terminal log)",
-                ))
+    let mut lines: Option<(&PathBuf, coverage::Lines)> = None;
+    for (index, (p, role)) in files.0.iter().enumerate() {
+        if skip.iter().any(|s| s.index == index) {
+            continue;
+        }
+        let (h, cov) = match role {
+            Role::Junit => (b.read_junit(p)?, None),
+            Role::SizeReport(k) => {
+                let (ts, h) = if *k == Kind::Json {
+                    size_report::read_json_hashed(p, &mut |e| b.apply_report(e))?
+                } else {
+                    size_report::read_terminal_log_hashed(p, &mut |e| b.apply_report(e))?
+                };
+                if let Some(ts) = ts {
+                    b.run.report_timestamp =
+                        Some(b.run.report_timestamp.map_or(ts, |t: f64| t.max(ts)));
+                }
+                b.run.has_size_report = true;
+                b.note_mtime(p);
+                (h, None)
+            }
+            Role::Coverage => {
+                let (c, h) = coverage::read_hashed(p)?;
+                (h, Some(c))
             }
         };
-        if let Some(ts) = ts {
-            b.run.report_timestamp = Some(b.run.report_timestamp.map_or(ts, |t: f64| t.max(ts)));
+        if let Some(first) = first_with.get(&h) {
+            found.push(Skip {
+                index,
+                duplicate: Duplicate {
+                    path: p.clone(),
+                    same_as: (*first).clone(),
+                },
+                coverage: *role == Role::Coverage,
+            });
+            continue;
         }
-        b.run.has_size_report = true;
-        b.note_mtime(p);
-    }
-    for p in &cov {
-        match source::sniff(p)? {
-            Kind::Coverage => {
-                let c = coverage::read(p)?;
-                b.run.coverage = Some(match b.run.coverage.take() {
-                    Some(prev) => coverage::merge(prev, c),
-                    None => c,
-                });
+        first_with.insert(h, p);
+        if let Some(c) = cov {
+            match &mut lines {
+                Some((first, all)) => {
+                    for (path, l) in [(*first, &*all), (p, &c)] {
+                        if l.counts_without_lines() {
+                            return Err(ReadError::plain(
+                                path,
+                                "counts lines on its root but has no <line> elements, so it \
+                                 cannot be merged with the other coverage files (line by line, \
+                                 as coverage combine does)",
+                            ));
+                        }
+                    }
+                    all.merge(c);
+                }
+                None => lines = Some((p, c)),
             }
-            k => return Err(kind_error(p, k, "a Cobertura coverage.xml")),
         }
     }
-    Ok(b.finish())
+    b.run.coverage = lines.map(|(_, l)| l.coverage());
+    Ok((b.finish(), found))
 }
 
 fn kind_error(p: &Path, k: Kind, wanted: &str) -> ReadError {
@@ -508,7 +672,8 @@ impl RunBuilder {
         }
     }
 
-    pub fn read_junit(&mut self, path: &Path) -> Result<(), ReadError> {
+    /// Reads one JUnit file into the run; returns the hash of its content.
+    pub fn read_junit(&mut self, path: &Path) -> Result<source::ContentHash, ReadError> {
         let s = junit::read(path, |c| self.add_element(c))?;
         self.drain_cases();
         let suite = &mut self.run.suite;
@@ -518,7 +683,7 @@ impl RunBuilder {
             suite.earliest_timestamp = Some(suite.earliest_timestamp.map_or(t, |e| e.min(t)));
         }
         self.note_mtime(path);
-        Ok(())
+        Ok(s.content)
     }
 
     fn note_mtime(&mut self, path: &Path) {

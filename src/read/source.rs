@@ -4,9 +4,10 @@
 //! Errors name the file and what to do; nothing here reads a whole file into memory.
 //! XML inputs are opened with [`open_xml`], which also checks, as the bytes arrive, that
 //! the document is UTF-8 without NUL bytes and that no single piece of markup handed to
-//! the parser grows past [`MAX_MARKUP`]. Every reader ends with
-//! [`PeekReader::check_unchanged`]: a report that grew, shrank or was rewritten while it
-//! was read is an error, never a half-read run.
+//! the parser grows past [`MAX_MARKUP`]. Every reader ends with [`PeekReader::finish`]: a
+//! report that grew, shrank or was rewritten while it was read is an error, never a
+//! half-read run; and the hash of the content, taken as it streamed past, tells inputs
+//! with identical content apart (METRICS.md §1: they are read once).
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
@@ -114,7 +115,13 @@ pub struct PeekReader {
     spent: u64,
     armed_at: u64,
     origin: Option<Origin>,
+    /// Hash of every byte read from `inner` (after any gzip layer).
+    hash: xxhash_rust::xxh3::Xxh3,
 }
+
+/// The hash of an input's content after decompression: equal for the same bytes, whatever
+/// the file's name, compression or path (xxh3, 128 bits).
+pub type ContentHash = u128;
 
 impl PeekReader {
     pub fn new(inner: Box<dyn Read + Send>) -> Self {
@@ -133,6 +140,7 @@ impl PeekReader {
             spent: 0,
             armed_at: 0,
             origin: None,
+            hash: xxhash_rust::xxh3::Xxh3::new(),
         }
     }
 
@@ -204,6 +212,7 @@ impl PeekReader {
                             return Err(e);
                         }
                     }
+                    self.hash.update(&self.buf[start..self.end]);
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -276,6 +285,24 @@ impl PeekReader {
             self.read_more()?;
         }
         Ok(&self.buf[self.pos..self.end])
+    }
+
+    /// Ends a read: whatever is left of the content is read (and hashed), the file is
+    /// checked to be as it was when opened ([`check_unchanged`](Self::check_unchanged)), and
+    /// the hash of the whole content is returned.
+    pub fn finish(&mut self, path: &Path) -> Result<ContentHash, ReadError> {
+        loop {
+            let n = self
+                .fill_buf()
+                .map_err(|e| ReadError::from_io(path, &e))?
+                .len();
+            if n == 0 {
+                break;
+            }
+            self.consume(n);
+        }
+        self.check_unchanged(path)?;
+        Ok(self.hash.digest128())
     }
 
     /// An error when the file is not as it was when opened: its size or modification time
@@ -448,12 +475,17 @@ pub fn sniff(path: &Path) -> Result<Kind, ReadError> {
     Ok(sniff_bytes(&head))
 }
 
+/// What the first bytes of an input (after any gzip layer) say it is.
+///
+/// XML and JSON never hold a NUL. A terminal log may hold any control byte: pytest prints
+/// the tests' captured output as it is (NUL, BEL, ESC, DEL, …), so a log is text when it
+/// is UTF-8 and mostly not control bytes, and its report is then found by its content.
 pub fn sniff_bytes(head: &[u8]) -> Kind {
     let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     if head.iter().all(|b| b.is_ascii_whitespace()) {
         return Kind::Empty;
     }
-    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") || head.contains(&0) {
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
         return Kind::Binary;
     }
     let trimmed = match head.iter().position(|b| !b.is_ascii_whitespace()) {
@@ -461,10 +493,17 @@ pub fn sniff_bytes(head: &[u8]) -> Kind {
         None => return Kind::Empty,
     };
     match trimmed[0] {
+        b'{' | b'<' if head.contains(&0) => Kind::Binary,
         b'{' => Kind::Json,
         b'<' => xml_root(trimmed),
         _ => {
-            if std::str::from_utf8(trimmed).is_err() && !valid_prefix(trimmed) {
+            let utf8 = std::str::from_utf8(trimmed).is_ok() || valid_prefix(trimmed);
+            // Control bytes that text does not use for layout (not TAB, LF, VT, FF, CR, ESC).
+            let control = trimmed
+                .iter()
+                .filter(|b| matches!(b, 0..=8 | 0x0e..=0x1a | 0x1c..=0x1f | 0x7f))
+                .count();
+            if !utf8 || control * 2 > trimmed.len() {
                 Kind::Binary
             } else {
                 Kind::Text
@@ -571,6 +610,17 @@ mod tests {
         assert_eq!(sniff_bytes(b" \n\t"), Kind::Empty);
         assert_eq!(sniff_bytes(b"\x7fELF\x02\x01\x00\x00"), Kind::Binary);
         assert_eq!(sniff_bytes(b"\xFF\xFE<\x00t\x00"), Kind::Binary);
+        assert_eq!(sniff_bytes(b"<testsuites>\0</testsuites>"), Kind::Binary);
+        assert_eq!(sniff_bytes(b"{\"tests\": [\0]}"), Kind::Binary);
+        // A terminal log with the tests' own output: control bytes among text.
+        assert_eq!(
+            sniff_bytes(
+                b"$ pytest\n--- Captured stdout call ---\nnul=\0 bel=\x07 del=\x7f\n\0\0\0\n"
+            ),
+            Kind::Text
+        );
+        assert_eq!(sniff_bytes(b"\0\0\0\0\0\0ab"), Kind::Binary);
+        assert_eq!(sniff_bytes(b"$ pytest \xC3\x28"), Kind::Binary);
     }
 
     #[test]

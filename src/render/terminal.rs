@@ -157,12 +157,16 @@ impl Report {
             format!(" ({} not counted)", excluded.join(", "))
         };
         let Some(d) = &i.distribution else {
-            let why = if s.size_count(Size::Unknown) > 0 {
-                "no size source, see the warnings"
+            let unknown = s.size_count(Size::Unknown);
+            let why = if unknown > 0 {
+                format!(
+                    "none: {unknown} of {} tests have size unknown",
+                    s.total_tests()
+                )
             } else {
-                "no sized tests"
+                format!("no sized tests{excluded}")
             };
-            self.title("Size distribution", &format!("{why}{excluded}"));
+            self.title("Size distribution", &why);
             return;
         };
         self.title(

@@ -372,6 +372,14 @@ pub fn pending_body(t: &Totals) -> String {
             })
             .collect(),
     );
+    family(
+        "pytest_flaky_tests_total",
+        "counter",
+        t.flaky
+            .iter()
+            .map(|(size, v)| format!("pytest_flaky_tests_total{{{}}} {v}", one("size", size)))
+            .collect(),
+    );
     s
 }
 
@@ -401,6 +409,7 @@ mod tests {
         t.tests
             .insert(("small".into(), "passed".into()), small_passed);
         t.timing.insert("small".into(), 0.0);
+        t.flaky.insert("small".into(), runs);
         t.failures.insert("assertion".into(), 1.0);
         t.durations.insert(
             ("small".into(), "passed".into()),

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use crate::derive::totals::{HistTotal, Totals};
 
 /// Every family METRICS.md §3 defines: what a file of ours may hold.
-pub const FAMILIES: [&str; 17] = [
+pub const FAMILIES: [&str; 18] = [
     "ci_test_failures_total",
     "ci_test_suite_duration_seconds",
     "pytest_baseline_violations",
     "pytest_flaky_tests",
+    "pytest_flaky_tests_total",
     "pytest_hermeticity_violations",
     "pytest_last_run_timestamp_seconds",
     "pytest_runs_total",
@@ -29,10 +30,11 @@ pub const FAMILIES: [&str; 17] = [
 ];
 
 /// The cumulative families: what a sink adds up across runs.
-pub const CUMULATIVE: [&str; 5] = [
+pub const CUMULATIVE: [&str; 6] = [
     "pytest_runs_total",
     "pytest_tests_total",
     "pytest_timing_violations_total",
+    "pytest_flaky_tests_total",
     "ci_test_failures_total",
     HISTOGRAM,
 ];
@@ -99,6 +101,7 @@ impl TotalsBuilder {
                     .or_default() += v
             }
             "pytest_timing_violations_total" => *t.timing.entry(label("size")).or_default() += v,
+            "pytest_flaky_tests_total" => *t.flaky.entry(label("size")).or_default() += v,
             "ci_test_failures_total" => *t.failures.entry(label("failure_type")).or_default() += v,
             _ => {
                 let h = self

@@ -12,9 +12,9 @@
 //!
 //! **Running totals.** Before writing, the cumulative families of the previous file
 //! (`pytest_runs_total`, `pytest_tests_total`, `pytest_test_duration_seconds`,
-//! `pytest_timing_violations_total`, `ci_test_failures_total`) are read back with a small
-//! parser of the text format ([`parse_previous`]) that keeps only those families and only the
-//! series of this group, and the caller adds this run to them, as the Pushgateway sink does
+//! `pytest_timing_violations_total`, `pytest_flaky_tests_total`, `ci_test_failures_total`) are
+//! read back with a small parser of the text format ([`parse_previous`]) that keeps only those
+//! families and only the series of this group, and the caller adds this run to them, as the Pushgateway sink does
 //! with the group's values. A file holding metrics that ptc-metrics does not write is never
 //! overwritten.
 
@@ -354,6 +354,7 @@ pytest_test_duration_seconds_count{job="pytest",outcome="passed",project="shop",
 pytest_tests{job="pytest",outcome="passed",project="shop",size="small"} 42
 pytest_tests_total{job="pytest",outcome="passed",project="shop",size="small"} 84
 pytest_timing_violations_total{job="pytest",project="shop",size="small"} 6
+pytest_flaky_tests_total{job="pytest",project="shop",size="small"} 5
 "#;
 
     #[test]
@@ -363,6 +364,7 @@ pytest_timing_violations_total{job="pytest",project="shop",size="small"} 6
         assert_eq!(t.runs, 2.0);
         assert_eq!(t.tests[&("small".into(), "passed".into())], 84.0);
         assert_eq!(t.timing["small"], 6.0);
+        assert_eq!(t.flaky["small"], 5.0);
         assert_eq!(t.failures["assertion"], 14.0);
         assert_eq!(t.failures["error"], 3.0);
         let h = &t.durations[&("small".into(), "passed".into())];

@@ -118,7 +118,12 @@ pub type CoverageReport = (Vec<(String, u64, u64)>, (u64, u64));
 
 /// Reads coverage.py's report (`coverage-report.txt`) of a pytest version's fixtures.
 pub fn coverage_py(version: &str) -> CoverageReport {
-    let text = std::fs::read_to_string(fixture(version, "coverage-report.txt")).unwrap();
+    coverage_py_file(version, "coverage-report.txt")
+}
+
+/// Reads a coverage.py report (`coverage report --show-missing`) among the fixtures.
+pub fn coverage_py_file(version: &str, name: &str) -> CoverageReport {
+    let text = std::fs::read_to_string(fixture(version, name)).unwrap();
     let mut files = Vec::new();
     let mut total = None;
     for line in text.lines() {
