@@ -358,7 +358,7 @@ fn compose_file_references_resolve() {
 /// `ptc-metrics SUB --help` of every subcommand, by name.
 fn cli_help() -> BTreeMap<String, String> {
     let mut all = BTreeMap::new();
-    for sub in ["push", "delete", "inspect", "backfill"] {
+    for sub in ["push", "delete", "prune", "inspect", "backfill"] {
         let out = Command::new(env!("CARGO_BIN_EXE_ptc-metrics"))
             .args([sub, "--help"])
             .output()
@@ -1050,7 +1050,12 @@ fn systemd_environment_file(text: &str) -> Vec<(String, String)> {
 /// The example service's ExecStart, split as systemd splits it (the example keeps it free of
 /// quotes, `$` and `%`, so that whitespace is all there is to it).
 fn service_exec_start() -> Vec<String> {
-    let svc = unit_settings(&backfill_example("ptc-metrics-backfill.service"), "Service");
+    exec_start_of(&backfill_example("ptc-metrics-backfill.service"))
+}
+
+/// A unit's ExecStart, split as systemd splits it (no quotes, `$`, `%` or `\` in it).
+fn exec_start_of(unit: &str) -> Vec<String> {
+    let svc = unit_settings(unit, "Service");
     let exec = setting(&svc, "ExecStart");
     assert!(
         !exec.contains(['"', '\'', '$', '%', '\\']),
@@ -1061,9 +1066,14 @@ fn service_exec_start() -> Vec<String> {
 
 /// The crontab: its variable assignments and its one job (schedule, command).
 fn crontab_job() -> (Vec<(String, String)>, String, String) {
+    crontab_job_of(&backfill_example("crontab"))
+}
+
+/// A crontab's variable assignments and its one job (schedule, command).
+fn crontab_job_of(crontab: &str) -> (Vec<(String, String)>, String, String) {
     let mut vars = Vec::new();
     let mut jobs = Vec::new();
-    for line in backfill_example("crontab").lines() {
+    for line in crontab.lines() {
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
@@ -1440,4 +1450,206 @@ fn backfill_units_pass_systemd_analyze_verify() {
         out.status.success() && text.trim().is_empty(),
         "systemd-analyze verify: {text}"
     );
+}
+
+fn prune_example(name: &str) -> String {
+    read_to_string(examples().join("prune").join(name))
+}
+
+/// A gateway with groups of job `pytest`, project `app`: `main`, `release/1.2` and
+/// `feature-x` pushed 4.5 s ago, `feature-new` just now.
+fn gateway_with_old_branches() -> Pushgateway {
+    let gw = Pushgateway::start();
+    let push = |branch: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ptc-metrics"))
+            .arg("push")
+            .arg(fixture("junit-xunit2.xml"))
+            .arg("--size-report")
+            .arg(fixture("size-report.json"))
+            .args(["--gateway", &gw.url, "--project", "app", "--branch", branch])
+            .arg("--no-ci-detect")
+            .output()
+            .expect("run ptc-metrics push");
+        assert!(o.status.success(), "push {branch}: {}", output_text(&o));
+    };
+    for b in ["main", "release/1.2", "feature-x"] {
+        push(b);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    push("feature-new");
+    gw
+}
+
+/// The branches of the groups (not pending pushes) on the gateway.
+fn branches(gw: &Pushgateway) -> BTreeSet<String> {
+    gw.metric_lines("pytest_runs_total")
+        .iter()
+        .filter_map(|l| {
+            l.split("branch=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// The prune example's service (ExecStart as systemd runs it, environment from its
+/// EnvironmentFile) and its crontab line (as cron runs it), each against a real gateway, with
+/// `30d` read as 3 s: the old feature branch goes (with its pending push), `main`, the kept
+/// `release/*` branch and the young branch stay. Both run the same prune; the units pass
+/// `systemd-analyze verify`; every flag and variable exists.
+#[test]
+fn prune_service_and_crontab_delete_old_feature_branches() {
+    let bin = env!("CARGO_BIN_EXE_ptc-metrics");
+    let unit = prune_example("ptc-metrics-prune.service");
+    let argv = exec_start_of(&unit);
+    assert_eq!(argv[..2], ["/usr/local/bin/ptc-metrics", "prune"]);
+    let svc = unit_settings(&unit, "Service");
+    let env_file = setting(&svc, "EnvironmentFile");
+    assert_eq!(env_file, "-/etc/ptc-metrics/prune.env");
+    let env = systemd_environment_file(&prune_example("prune.env.example"));
+    assert!(env.is_empty(), "credentials are commented out: {env:?}");
+    let (vars, schedule, command) = crontab_job_of(&prune_example("crontab"));
+    assert_eq!(schedule, "17 3 * * *");
+    let words: Vec<String> = command
+        .split_whitespace()
+        .skip_while(|w| *w != argv[0])
+        .take_while(|w| !w.starts_with('>'))
+        .map(|w| w.replace('\'', ""))
+        .collect();
+    assert_eq!(
+        words, argv,
+        "the crontab and the service run different prunes"
+    );
+
+    let (by_service, by_cron) = std::thread::scope(|s| {
+        let a = s.spawn(gateway_with_old_branches);
+        let b = s.spawn(gateway_with_old_branches);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let all: BTreeSet<String> = ["feature-new", "feature-x", "main", "release/1.2"]
+        .map(String::from)
+        .into();
+    assert_eq!(branches(&by_service), all);
+    let left: BTreeSet<String> = ["feature-new", "main", "release/1.2"]
+        .map(String::from)
+        .into();
+    let subst = |w: &str, gw: &Pushgateway| {
+        w.replace("http://pushgateway:9091", &gw.url)
+            .replace("/usr/local/bin/ptc-metrics", bin)
+            .replace("--older-than 30d", "--older-than 0.05m")
+    };
+
+    // The service.
+    let args: Vec<String> = argv
+        .iter()
+        .map(|w| subst(w, &by_service))
+        .map(|w| if w == "30d" { "0.05m".into() } else { w })
+        .collect();
+    let o = Command::new(&args[0])
+        .args(&args[1..])
+        .env_clear()
+        .current_dir("/")
+        .output()
+        .expect("run the service's ExecStart");
+    let out = output_text(&o);
+    assert_eq!(exit_code(&o), 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "deleted {}/metrics/job/pytest/branch/feature-x/project/app (last push",
+            by_service.url
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("deleted 1 of 4 groups of job \"pytest\" (and 1 pending push) on "),
+        "{out}"
+    );
+    assert_eq!(branches(&by_service), left);
+    assert!(
+        by_service
+            .metric_lines("push_time_seconds")
+            .iter()
+            .all(|l| !l.contains("feature-x")),
+        "the pending push of feature-x went with it"
+    );
+
+    // The crontab line, as cron runs it.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("prune.log");
+    let line =
+        subst(&command, &by_cron).replace("/var/log/ptc-metrics/prune.log", &log.to_string_lossy());
+    let shell = vars
+        .iter()
+        .find(|(k, _)| k == "SHELL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/bin/sh".into());
+    let o = Command::new(&shell)
+        .args(["-c", &line])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", tmp.path())
+        .current_dir(tmp.path())
+        .output()
+        .expect("run the crontab line");
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "{}",
+        output_text(&o)
+    );
+    assert_eq!(exit_code(&o), 0);
+    let out = read_to_string(&log);
+    assert!(
+        out.contains("deleted 1 of 4 groups of job \"pytest\" (and 1 pending push) on "),
+        "{out}"
+    );
+    assert_eq!(branches(&by_cron), left);
+
+    // Every flag and variable exists.
+    let helps = cli_help();
+    let mut problems = Vec::new();
+    for f in [
+        "ptc-metrics-prune.service",
+        "ptc-metrics-prune.timer",
+        "crontab",
+        "prune.env.example",
+        "README.md",
+    ] {
+        let text = prune_example(f);
+        problems.extend(flags_exist(&text, &helps, f));
+        for var in text
+            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|w| w.starts_with("PTC_METRICS_"))
+        {
+            // clap wraps the help: "[env:" may end a line.
+            let help = helps["prune"].split_whitespace().collect::<Vec<_>>().join(" ");
+            if !help.contains(&format!("[env: {var}")) {
+                problems.push(format!("{f}: ptc-metrics prune reads no {var}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // systemd-analyze verify (the binary must exist where ExecStart says).
+    let sa = require_binary("systemd-analyze", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ptc-metrics-prune.service"),
+        unit.replace("/usr/local/bin/ptc-metrics", bin),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ptc-metrics-prune.timer"),
+        prune_example("ptc-metrics-prune.timer"),
+    )
+    .unwrap();
+    let out = Command::new(sa)
+        .arg("verify")
+        .arg(dir.path().join("ptc-metrics-prune.service"))
+        .arg(dir.path().join("ptc-metrics-prune.timer"))
+        .output()
+        .expect("systemd-analyze verify");
+    let text = output_text(&out);
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }

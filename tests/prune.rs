@@ -198,7 +198,7 @@ fn prune_deletes_old_groups_of_other_branches_with_their_pending_pushes() {
     assert_eq!(
         r.stderr,
         format!(
-            "would delete 6 of 9 groups of job \"pytest\" on {url}/ (kept: 2 of branches main, \
+            "would delete 3 of 6 groups of job \"pytest\" (and 3 pending pushes) on {url}/ (kept: 2 of branches main, \
              master, 1 pushed within 3s)\n"
         )
     );
@@ -220,7 +220,7 @@ fn prune_deletes_old_groups_of_other_branches_with_their_pending_pushes() {
     assert_eq!(
         r.stderr,
         format!(
-            "deleted 4 of 8 groups of job \"pytest\" on {url}/ (kept: 3 of branches main, \
+            "deleted 2 of 6 groups of job \"pytest\" (and 2 pending pushes) on {url}/ (kept: 3 of branches main, \
              master, release/*, 1 pushed within 3s)\n"
         )
     );
@@ -234,7 +234,7 @@ fn prune_deletes_old_groups_of_other_branches_with_their_pending_pushes() {
     assert_eq!(
         r.stderr,
         format!(
-            "deleted 2 of 5 groups of job \"pytest\" on {url}/ (kept: 2 of branches main, \
+            "deleted 1 of 4 groups of job \"pytest\" (and 1 pending push) on {url}/ (kept: 2 of branches main, \
              master, 1 pushed within 3s)\n"
         )
     );

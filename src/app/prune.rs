@@ -80,7 +80,7 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
         }
     }
     doomed.extend(pending_going);
-    let mut deleted = 0usize;
+    let (mut deleted, mut deleted_pending) = (0usize, 0usize);
     for (g, age) in &doomed {
         let gw = group_config(cfg, &g.labels);
         let shown = redact(&gw.group_url());
@@ -93,7 +93,11 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
             continue;
         }
         pushgateway::delete(&client, &gw)?;
-        deleted += 1;
+        if is_pending(&g.labels) {
+            deleted_pending += 1;
+        } else {
+            deleted += 1;
+        }
         let _ = writeln!(stdout, "deleted {shown} (last push {} ago)", days(*age));
     }
     let groups = view
@@ -101,12 +105,21 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
         .iter()
         .filter(|g| !is_pending(&g.labels))
         .count();
+    let (n, n_pending) = if cfg.dry_run {
+        let p = doomed.iter().filter(|(g, _)| is_pending(&g.labels)).count();
+        (doomed.len() - p, p)
+    } else {
+        (deleted, deleted_pending)
+    };
+    let pending = match n_pending {
+        0 => String::new(),
+        1 => " (and 1 pending push)".to_string(),
+        p => format!(" (and {p} pending pushes)"),
+    };
     let _ = writeln!(
         stderr,
-        "{} {} of {} groups of job {job:?} on {} (kept: {keep_branch} of branches {}, {young} pushed within {})",
+        "{} {n} of {groups} groups of job {job:?}{pending} on {} (kept: {keep_branch} of branches {}, {young} pushed within {})",
         if cfg.dry_run { "would delete" } else { "deleted" },
-        if cfg.dry_run { doomed.len() } else { deleted },
-        groups + doomed.iter().filter(|(g, _)| is_pending(&g.labels)).count(),
         redact(&cfg.gateway.url),
         cfg.keep.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
         days(limit),
