@@ -45,6 +45,7 @@ use rand::Rng;
 
 use super::gateway_view::{read_group, GroupView};
 use super::http::{DeliveryError, HttpClient};
+use super::pending::pending_body;
 use super::pushgateway::{self, PushgatewayConfig};
 use crate::derive::totals::Totals;
 
@@ -297,98 +298,6 @@ fn ledger_text(ledger: &BTreeSet<u64>) -> String {
     s
 }
 
-/// A run's cumulative values as the pending group holds them: the cumulative families with
-/// [`pushgateway::PENDING_PREFIX`] before their names, no group labels (the URL gives them).
-pub fn pending_body(t: &Totals) -> String {
-    let p = pushgateway::PENDING_PREFIX;
-    let help = "A pending ptc-metrics push (internal; counted into the group once, then deleted).";
-    let mut s = String::new();
-    let mut family = |name: &str, ty: &str, lines: Vec<String>| {
-        s.push_str(&format!("# HELP {p}{name} {help}\n# TYPE {p}{name} {ty}\n"));
-        for l in lines {
-            s.push_str(&format!("{p}{l}\n"));
-        }
-    };
-    let one = |k: &str, v: &str| format!("{k}=\"{}\"", escape(v));
-    family(
-        "ci_test_failures_total",
-        "counter",
-        t.failures
-            .iter()
-            .map(|(f, v)| format!("ci_test_failures_total{{{}}} {v}", one("failure_type", f)))
-            .collect(),
-    );
-    family(
-        "pytest_runs_total",
-        "counter",
-        vec![format!("pytest_runs_total {}", t.runs)],
-    );
-    let mut hist = Vec::new();
-    for ((size, outcome), h) in &t.durations {
-        let so = format!("{},{}", one("outcome", outcome), one("size", size));
-        for (b, c) in h.bounds.iter().zip(&h.cumulative) {
-            hist.push(format!(
-                "pytest_test_duration_seconds_bucket{{le=\"{b}\",{so}}} {c}"
-            ));
-        }
-        hist.push(format!(
-            "pytest_test_duration_seconds_bucket{{le=\"+Inf\",{so}}} {}",
-            h.count
-        ));
-        hist.push(format!(
-            "pytest_test_duration_seconds_sum{{{so}}} {}",
-            h.sum
-        ));
-        hist.push(format!(
-            "pytest_test_duration_seconds_count{{{so}}} {}",
-            h.count
-        ));
-    }
-    family("pytest_test_duration_seconds", "histogram", hist);
-    family(
-        "pytest_tests_total",
-        "counter",
-        t.tests
-            .iter()
-            .map(|((size, outcome), v)| {
-                format!(
-                    "pytest_tests_total{{{},{}}} {v}",
-                    one("outcome", outcome),
-                    one("size", size)
-                )
-            })
-            .collect(),
-    );
-    family(
-        "pytest_timing_violations_total",
-        "counter",
-        t.timing
-            .iter()
-            .map(|(size, v)| {
-                format!(
-                    "pytest_timing_violations_total{{{}}} {v}",
-                    one("size", size)
-                )
-            })
-            .collect(),
-    );
-    family(
-        "pytest_flaky_tests_total",
-        "counter",
-        t.flaky
-            .iter()
-            .map(|(size, v)| format!("pytest_flaky_tests_total{{{}}} {v}", one("size", size)))
-            .collect(),
-    );
-    s
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// Pending groups by labels, for `prune` and `delete`: kept here so the label name and the
 /// grace rule stay in one place.
 pub fn is_pending(labels: &BTreeMap<String, String>) -> bool {
@@ -398,7 +307,6 @@ pub fn is_pending(labels: &BTreeMap<String, String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::exposition::{family_of, parse_sample, split_labels, TotalsBuilder};
     use crate::sink::gateway_view::PendingPush;
 
     fn run(runs: f64, small_passed: f64) -> Totals {
@@ -421,24 +329,6 @@ mod tests {
             },
         );
         t
-    }
-
-    fn read_back(text: &str) -> Totals {
-        let mut b = TotalsBuilder::default();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let s = parse_sample(line).unwrap();
-            let name = s.name.strip_prefix(pushgateway::PENDING_PREFIX).unwrap();
-            let (own, _) = split_labels(s.labels);
-            b.add(family_of(name).unwrap(), name, &own, s.value)
-                .unwrap();
-        }
-        b.finish().unwrap()
-    }
-
-    #[test]
-    fn pending_body_reads_back_to_the_same_totals() {
-        let t = run(1.0, 30.0);
-        assert_eq!(read_back(&pending_body(&t)), t);
     }
 
     fn view(totals: Option<Totals>, ledger: &[u64], pending: &[(u64, Totals)]) -> GroupView {

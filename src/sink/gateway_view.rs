@@ -18,6 +18,7 @@ use reqwest::Method;
 
 use super::exposition::{family_of, is_cumulative, parse_sample, split_labels, TotalsBuilder};
 use super::http::{BodyError, BodyReader, DeliveryError, HttpClient};
+use super::pending::{expand_buckets, parse_bounds, PENDING_BOUNDS};
 use super::pushgateway::{PushgatewayConfig, LEDGER_FAMILY, PENDING_LABEL, PENDING_PREFIX};
 use crate::derive::totals::Totals;
 
@@ -181,6 +182,7 @@ fn group_from(
     let mut view = GroupView::default();
     let mut main = TotalsBuilder::default();
     let mut pending: BTreeMap<u64, TotalsBuilder> = BTreeMap::new();
+    let mut pending_bounds: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     each_line(r, |no, line| {
         if !ours(line) || finders.iter().any(|f| f.find(line).is_none()) {
             return Ok(());
@@ -205,6 +207,11 @@ fn group_from(
         if name == LEDGER_FAMILY {
             rest.remove("slot");
         }
+        let bounds = if is_pending && name == PENDING_BOUNDS {
+            rest.remove("bounds")
+        } else {
+            None
+        };
         if &rest != want {
             return Ok(());
         }
@@ -222,6 +229,12 @@ fn group_from(
             }
             return Ok(());
         }
+        if let (Some(id), Some(b)) = (id, bounds) {
+            let b = parse_bounds(&b)
+                .ok_or_else(|| bad(format!("bounds=\"{b}\" is not a list of bounds")))?;
+            pending_bounds.insert(id, b);
+            return Ok(());
+        }
         let Some(family) = family_of(name).filter(|f| is_cumulative(f)) else {
             return Ok(());
         };
@@ -237,7 +250,12 @@ fn group_from(
     })?;
     view.totals = main.finish();
     for (id, b) in pending {
-        view.pending.entry(id).or_default().totals = b.finish();
+        let mut totals = b.finish();
+        if let (Some(t), Some(bounds)) = (totals.as_mut(), pending_bounds.get(&id)) {
+            expand_buckets(t, bounds)
+                .map_err(|m| BodyError::Bad(format!("pending push {id:x}: {m}")))?;
+        }
+        view.pending.entry(id).or_default().totals = totals;
     }
     Ok(view)
 }
@@ -422,5 +440,91 @@ push_time_seconds{branch="main",instance="",job="other",project="app"} 1.6e+09
             matches!(&e, BodyError::Bad(m) if m == "line 1 is longer than 1048576 bytes"),
             "{e:?}"
         );
+    }
+
+    /// `pending_body`'s samples as `/metrics` shows them: with the group's labels and `ptc_push`.
+    fn as_gateway_shows(body: &str, id: &str) -> String {
+        let extra = format!(
+            "branch=\"main\",instance=\"\",job=\"pytest\",project=\"app\",ptc_push=\"{id}\""
+        );
+        let mut out = String::new();
+        for l in body.lines() {
+            if l.starts_with('#') {
+                out.push_str(l);
+            } else {
+                let (name_labels, v) = l.rsplit_once(' ').unwrap();
+                match name_labels.split_once('{') {
+                    Some((n, rest)) => out.push_str(&format!("{n}{{{extra},{rest} {v}")),
+                    None => out.push_str(&format!("{name_labels}{{{extra}}} {v}")),
+                }
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("push_time_seconds{{{extra}}} 1.7e+09\n"));
+        out
+    }
+
+    #[test]
+    fn a_pending_push_is_written_small_and_read_back_whole() {
+        use crate::derive::totals::HistTotal;
+        use crate::sink::pending::pending_body;
+        let mut t = Totals {
+            runs: 1.0,
+            ..Totals::default()
+        };
+        let k = |s: &str, o: &str| (s.to_string(), o.to_string());
+        t.tests.insert(k("small", "passed"), 30.0);
+        t.tests.insert(k("small", "failed"), 0.0);
+        t.tests.insert(k("medium", "passed"), 3.0);
+        t.timing.insert("small".into(), 0.0);
+        t.flaky.insert("small".into(), 2.0);
+        t.failures.insert("assertion".into(), 1.0);
+        let bounds = vec![0.1, 0.5, 1.0, 5.0];
+        t.durations.insert(
+            k("small", "passed"),
+            HistTotal {
+                bounds: bounds.clone(),
+                cumulative: vec![28.0, 28.0, 28.0, 28.0],
+                sum: 0.5,
+                count: 30.0,
+            },
+        );
+        t.durations.insert(
+            k("medium", "passed"),
+            HistTotal {
+                bounds: bounds.clone(),
+                cumulative: vec![0.0, 1.0, 1.0, 3.0],
+                sum: 7.5,
+                count: 3.0,
+            },
+        );
+        let body = pending_body(&t);
+        // Only the buckets where the count grows, +Inf, _sum and _count; no zero counters.
+        let buckets: Vec<&str> = body.lines().filter(|l| l.contains("_bucket{")).collect();
+        assert_eq!(buckets.len(), 5, "{body}");
+        assert_eq!(body.matches("_count{").count(), 2, "{body}");
+        assert!(!body.contains(" 0\n"), "{body}");
+        assert!(
+            body.contains("ptc_pending_duration_bounds{bounds=\"0.1,0.5,1,5\"} 1\n"),
+            "{body}"
+        );
+
+        let text = as_gateway_shows(&body, "2a");
+        let w = want(&[("job", "pytest"), ("project", "app"), ("branch", "main")]);
+        let v = group_from(&mut text.as_bytes(), &w, &needles_of(&w)).unwrap();
+        assert!(!v.exists);
+        let got = v.pending[&0x2a].totals.clone().unwrap();
+        let mut whole = t.clone();
+        whole.tests.remove(&k("small", "failed"));
+        whole.timing.clear();
+        assert_eq!(got, whole);
+
+        // A bucket that is not among the bounds is an error, not a guess.
+        let broken = text.replace("bounds=\"0.1,0.5,1,5\"", "bounds=\"0.1,1,5\"");
+        let e = group_from(&mut broken.as_bytes(), &w, &needles_of(&w)).unwrap_err();
+        let BodyError::Bad(m) = e else {
+            panic!("{e:?}")
+        };
+        assert!(m.contains("le=\"0.5\" that is not among the bounds"), "{m}");
     }
 }

@@ -13,6 +13,7 @@ pub mod exposition;
 pub mod gateway_view;
 pub mod http;
 pub mod openmetrics_file;
+pub mod pending;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod textfile;
