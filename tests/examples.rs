@@ -1623,7 +1623,10 @@ fn prune_service_and_crontab_delete_old_feature_branches() {
             .filter(|w| w.starts_with("PTC_METRICS_"))
         {
             // clap wraps the help: "[env:" may end a line.
-            let help = helps["prune"].split_whitespace().collect::<Vec<_>>().join(" ");
+            let help = helps["prune"]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             if !help.contains(&format!("[env: {var}")) {
                 problems.push(format!("{f}: ptc-metrics prune reads no {var}"));
             }
