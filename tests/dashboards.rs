@@ -298,6 +298,8 @@ struct FixtureFacts {
     /// coverage.xml: lines-covered / lines-valid * 100, and uncovered lines per file.
     coverage: f64,
     uncovered: BTreeMap<String, f64>,
+    /// coverage.xml: per `<package name>`, its classes' lines with hits / all their lines * 100.
+    modules: BTreeMap<String, f64>,
 }
 
 impl FixtureFacts {
@@ -309,6 +311,7 @@ impl FixtureFacts {
             slow_tests: BTreeMap::new(),
             coverage: 0.0,
             uncovered: BTreeMap::new(),
+            modules: BTreeMap::new(),
         }
     }
 
@@ -340,6 +343,18 @@ impl FixtureFacts {
                 *uncovered.entry(file).or_insert(0.0) += n as f64;
             }
         }
+        let mut modules = BTreeMap::new();
+        for package in cov.split("<package ").skip(1) {
+            let body = &package[..package.find("</package>").unwrap_or(package.len())];
+            let name = attr(&format!(" {}", &body[..body.find('>').unwrap()]), "name");
+            let (mut lines, mut missed) = (0.0, 0.0);
+            for class in body.split("<class ").skip(1) {
+                let class = &class[..class.find("</class>").unwrap_or(class.len())];
+                lines += class.matches("<line ").count() as f64;
+                missed += class.matches("hits=\"0\"").count() as f64;
+            }
+            modules.insert(name, (lines - missed) / lines * 100.0);
+        }
         FixtureFacts {
             suite_time_primary: suite_times(&junit).0,
             suite_time_reruns: suite_times(&reruns).0,
@@ -347,6 +362,7 @@ impl FixtureFacts {
             slow_tests,
             coverage: covered / valid * 100.0,
             uncovered,
+            modules,
         }
     }
 }
@@ -797,6 +813,22 @@ fn expectations(f: &FixtureFacts, x: f64) -> BTreeMap<String, Check> {
         }),
     );
     m.insert(format!("{co}Uncovered lines / A"), single_eq(unc_total));
+    // The fixture's one package, src.ledgerkit: 47 of 55 lines, the whole report.
+    let modules = f.modules.clone();
+    m.insert(
+        format!("{co}Least covered modules (last run) / A"),
+        Box::new(move |s: &[Series]| {
+            let got = by_label(s, "module")?;
+            let ok = !modules.is_empty()
+                && got.keys().eq(modules.keys())
+                && modules.iter().all(|(k, w)| close(got[k], *w, 1e-9));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("want {modules:?}, got {got:?}"))
+            }
+        }),
+    );
     m
 }
 
