@@ -949,6 +949,28 @@ pub struct Coverage {
     pub lines_covered: u64,
     /// Uncovered lines per file, only files with at least one.
     pub uncovered: Vec<(String, u64)>,
+    /// Line coverage per Cobertura `<package name>` (files outside a named package are in
+    /// the total only), from the same merged lines as the total, least covered first.
+    pub modules: Vec<ModuleCoverage>,
+}
+
+/// One Cobertura package's line coverage: the lines of its files, merged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModuleCoverage {
+    pub module: String,
+    pub lines_valid: u64,
+    pub lines_covered: u64,
+}
+
+impl ModuleCoverage {
+    /// `lines_covered / lines_valid × 100` (a module is listed only when it has lines).
+    pub fn percentage(&self) -> f64 {
+        if self.lines_valid == 0 {
+            100.0
+        } else {
+            self.lines_covered as f64 * 100.0 / self.lines_valid as f64
+        }
+    }
 }
 
 impl Coverage {

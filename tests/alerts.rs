@@ -52,10 +52,14 @@ struct AlertBlock {
     text: String,
 }
 
-/// Splits the rule file into its `- alert:` blocks (the file's layout is ours and fixed:
+/// Splits the rule files into their `- alert:` blocks (the files' layout is ours and fixed:
 /// every rule starts with `      - alert:` or `      - record:`).
 fn alert_blocks() -> Vec<AlertBlock> {
-    let text = read_to_string(repo().join(RULE_FILES[0]));
+    let text: String = RULE_FILES
+        .iter()
+        .map(|f| read_to_string(repo().join(f)))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut blocks: Vec<AlertBlock> = Vec::new();
     let mut current: Option<AlertBlock> = None;
     for line in text.lines() {
@@ -244,8 +248,8 @@ fn every_alert_has_severity_annotations_and_an_existing_runbook() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Copies the rule files and the unit tests to a temp dir with `mutate` applied to the main
-/// rule file, runs `promtool test rules <test_file>` there and returns its output.
+/// Copies the rule files and the unit tests to a temp dir with `mutate` applied to the rule
+/// file that holds `from`, runs `promtool test rules <test_file>` there and returns its output.
 fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &str) -> ToolOutput {
     let dir = tempfile::Builder::new()
         .prefix("ptc-alerts-mutant-")
@@ -253,22 +257,19 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
         .expect("temp dir");
     let alerts = dir.path().join("alerts");
     std::fs::create_dir_all(alerts.join("tests")).expect("mkdir");
-    let rules = read_to_string(repo().join(RULE_FILES[0]));
+    let rules: Vec<String> = RULE_FILES
+        .iter()
+        .map(|f| read_to_string(repo().join(f)))
+        .collect();
     assert_eq!(
-        rules.matches(from).count(),
+        rules.iter().map(|r| r.matches(from).count()).sum::<usize>(),
         1,
-        "mutation {what}: {from:?} must occur exactly once in the rule file"
+        "mutation {what}: {from:?} must occur exactly once in the rule files"
     );
-    std::fs::write(
-        alerts.join("ptc-metrics.rules.yml"),
-        rules.replace(from, to),
-    )
-    .expect("write");
-    std::fs::copy(
-        repo().join(RULE_FILES[1]),
-        alerts.join("coverage-targets.rules.yml"),
-    )
-    .expect("copy");
+    for (f, r) in RULE_FILES.iter().zip(&rules) {
+        let name = Path::new(f).file_name().expect("file name");
+        std::fs::write(alerts.join(name), r.replace(from, to)).expect("write");
+    }
     let test_src = repo().join("alerts/tests").join(test_file);
     let test_dst = alerts.join("tests").join(test_file);
     std::fs::copy(&test_src, &test_dst).expect("copy test");
@@ -277,7 +278,7 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 13] = [
+    let mutants: [(&str, &str, &str, &str); 17] = [
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",
@@ -356,6 +357,31 @@ fn unit_tests_fail_on_mutated_rules() {
             "per-test baseline per shard",
             "max without (shard) (pytest_test_case_duration_seconds)[7d:] offset 1d",
             "pytest_test_case_duration_seconds[7d] offset 1d",
+        ),
+        // Coverage against the default branch (coverage-targets.rules.yml).
+        (
+            "coverage-branches.test.yml",
+            "coverage drop margin 0.1 -> 0.2 points",
+            "max by (project) (ptc:default_branch_coverage:percent) * 0 + 0.1",
+            "max by (project) (ptc:default_branch_coverage:percent) * 0 + 0.2",
+        ),
+        (
+            "coverage-branches.test.yml",
+            "master is not a default branch",
+            r#"ptc:branch_coverage:percent{branch=~"main|master"}"#,
+            r#"ptc:branch_coverage:percent{branch=~"main"}"#,
+        ),
+        (
+            "coverage-branches.test.yml",
+            "ptc_default_branch adds to main instead of replacing it",
+            "  or on (project)\n",
+            "  or\n",
+        ),
+        (
+            "coverage-branches.test.yml",
+            "a branch's best matrix entry counts",
+            "min by (job, project, branch) (max without (shard) (test_coverage_percentage))",
+            "max by (job, project, branch) (max without (shard) (test_coverage_percentage))",
         ),
     ];
     let mut survived = Vec::new();

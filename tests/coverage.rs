@@ -1,5 +1,5 @@
-//! `--coverage coverage.xml` on `push`: `test_coverage_percentage` and `uncovered_lines{file}`
-//! (METRICS.md §3) against coverage.py's own numbers for the same data
+//! `--coverage coverage.xml` on `push`: `test_coverage_percentage`, `uncovered_lines{file}` and
+//! `test_module_coverage_percentage{module}` (METRICS.md §3) against coverage.py's own numbers for the same data
 //! (`fixtures/pytest-9.x/coverage-report.txt`, `coverage report --show-missing`), the
 //! `--max-coverage-files` cap, and the errors on bad coverage input.
 
@@ -71,7 +71,33 @@ fn coverage_series_agree_with_coverage_py() {
             .collect();
         want.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(got, want, "{v}");
+        // The fixture's one <package name="src.ledgerkit"> holds all three files: 47 of 55.
+        assert_eq!(
+            modules(&t),
+            [("src.ledgerkit".to_string(), round9(4700.0 / 55.0))],
+            "{v}"
+        );
     }
+}
+
+/// `test_module_coverage_percentage` as `(module, value)`, values rounded to 1e-9.
+fn modules(text: &str) -> Vec<(String, f64)> {
+    series(text, "test_module_coverage_percentage")
+        .into_iter()
+        .map(|(head, v)| {
+            let m = head
+                .split("module=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_string();
+            (m, (v * 1e9).round() / 1e9)
+        })
+        .collect()
+}
+
+fn round9(v: f64) -> f64 {
+    (v * 1e9).round() / 1e9
 }
 
 /// A run split over two jobs, each with its own coverage.xml: merged like `coverage combine`
@@ -93,6 +119,11 @@ fn coverage_of_split_jobs_is_merged_like_coverage_combine() {
             assert!(
                 (pct - covered * 100.0 / 55.0).abs() < 1e-9,
                 "{v} {shard}: {pct}"
+            );
+            assert_eq!(
+                modules(&t),
+                [("src.ledgerkit".to_string(), round9(covered * 100.0 / 55.0))],
+                "{v} {shard}"
             );
         }
         let shard2 = fixture(v, "coverage-shard-2.xml");
@@ -131,6 +162,12 @@ fn coverage_of_split_jobs_is_merged_like_coverage_combine() {
             .collect();
         want.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(got, want, "{v}");
+        // Per module from the same merged lines: 47 of 55, not 33 + 39 of 110.
+        assert_eq!(
+            modules(&t),
+            [("src.ledgerkit".to_string(), round9(4700.0 / 55.0))],
+            "{v}"
+        );
     }
     // A file that only counts lines on its root cannot be merged line by line.
     let d = tempfile::tempdir().unwrap();
@@ -159,6 +196,8 @@ fn coverage_of_split_jobs_is_merged_like_coverage_combine() {
     assert_eq!(o.status.code(), Some(0));
     let t = String::from_utf8(o.stdout).unwrap();
     assert!((series(&t, "test_coverage_percentage")[0].1 - 4000.0 / 55.0).abs() < 1e-9);
+    // No <line> says which file or package: no module series.
+    assert!(modules(&t).is_empty());
 }
 
 #[test]
@@ -181,10 +220,92 @@ fn max_coverage_files_keeps_the_largest() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "warning: 2 files have uncovered lines; keeping the 1 with the most (--max-coverage-files)\n\
-         dry run: 90 tests, 17 families; nothing pushed\n"
+         dry run: 90 tests, 18 families; nothing pushed\n"
     );
     // The percentage still counts every file.
     assert!((series(&t, "test_coverage_percentage")[0].1 - 4700.0 / 55.0).abs() < 1e-9);
+}
+
+/// Three packages; `--max-coverage-files 2` keeps the two least covered, merged over two
+/// files first.
+#[test]
+fn max_coverage_files_keeps_the_least_covered_modules() {
+    let d = tempfile::tempdir().unwrap();
+    let class = |file: &str, hits: &[u64]| {
+        let lines: String = hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!(r#"<line number="{}" hits="{h}"/>"#, i + 1))
+            .collect();
+        format!(r#"<class filename="{file}"><lines>{lines}</lines></class>"#)
+    };
+    let doc = |packages: &[(&str, String)]| {
+        let p: String = packages
+            .iter()
+            .map(|(n, c)| format!(r#"<package name="{n}"><classes>{c}</classes></package>"#))
+            .collect();
+        format!("<coverage><packages>{p}</packages></coverage>")
+    };
+    let one = d.path().join("one.xml");
+    std::fs::write(
+        &one,
+        doc(&[
+            ("api", class("api/v.py", &[1, 1, 1, 0])),
+            ("core", class("core/m.py", &[1, 0, 0, 0])),
+            ("util", class("util/s.py", &[1, 1, 0, 0])),
+        ]),
+    )
+    .unwrap();
+    let two = d.path().join("two.xml");
+    // Covers core/m.py line 2 and util/s.py lines 3 and 4.
+    std::fs::write(
+        &two,
+        doc(&[
+            ("core", class("core/m.py", &[0, 1, 0, 0])),
+            ("util", class("util/s.py", &[0, 0, 1, 1])),
+        ]),
+    )
+    .unwrap();
+    let o = dry_run(
+        "9.2",
+        one.to_str().unwrap(),
+        &["--coverage", two.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let t = String::from_utf8(o.stdout).unwrap();
+    promtool_check_metrics(&t);
+    // Merged: api 3/4, core 2/4, util 4/4 (total 9/12).
+    let mut got = modules(&t);
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("api".to_string(), 75.0),
+            ("core".to_string(), 50.0),
+            ("util".to_string(), 100.0)
+        ]
+    );
+    assert!((series(&t, "test_coverage_percentage")[0].1 - 75.0).abs() < 1e-9);
+    let o = dry_run(
+        "9.2",
+        one.to_str().unwrap(),
+        &[
+            "--coverage",
+            two.to_str().unwrap(),
+            "--max-coverage-files",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let t = String::from_utf8(o.stdout).unwrap();
+    let mut got = modules(&t);
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, [("api".to_string(), 75.0), ("core".to_string(), 50.0)]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "warning: 3 modules have coverage; keeping the 2 least covered (--max-coverage-files)\n\
+         dry run: 90 tests, 18 families; nothing pushed\n"
+    );
 }
 
 #[test]

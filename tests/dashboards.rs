@@ -245,9 +245,11 @@ fn dashboards_are_wired_to_the_variables() {
                     ));
                 }
                 // Series of a run are always filtered by both variables; only the constant
-                // target bands and the per-project coverage target are exempt.
+                // target bands, the per-project coverage target and the default branch's
+                // coverage (a branch compared with it) are exempt.
                 let constant = expr.starts_with("ptc:test_size_target_band:")
-                    || expr.contains("ptc:coverage_target:percent{project=\"$project\"}");
+                    || expr.contains("ptc:coverage_target:percent{project=\"$project\"}")
+                    || expr.contains("ptc:default_branch_coverage:percent{project=\"$project\"}");
                 let filtered =
                     expr.contains("project=\"$project\"") && expr.contains("branch=\"$branch\"");
                 if !constant && !filtered {
@@ -298,6 +300,8 @@ struct FixtureFacts {
     /// coverage.xml: lines-covered / lines-valid * 100, and uncovered lines per file.
     coverage: f64,
     uncovered: BTreeMap<String, f64>,
+    /// coverage.xml: per `<package name>`, its classes' lines with hits / all their lines * 100.
+    modules: BTreeMap<String, f64>,
 }
 
 impl FixtureFacts {
@@ -309,6 +313,7 @@ impl FixtureFacts {
             slow_tests: BTreeMap::new(),
             coverage: 0.0,
             uncovered: BTreeMap::new(),
+            modules: BTreeMap::new(),
         }
     }
 
@@ -340,6 +345,18 @@ impl FixtureFacts {
                 *uncovered.entry(file).or_insert(0.0) += n as f64;
             }
         }
+        let mut modules = BTreeMap::new();
+        for package in cov.split("<package ").skip(1) {
+            let body = &package[..package.find("</package>").unwrap_or(package.len())];
+            let name = attr(&format!(" {}", &body[..body.find('>').unwrap()]), "name");
+            let (mut lines, mut missed) = (0.0, 0.0);
+            for class in body.split("<class ").skip(1) {
+                let class = &class[..class.find("</class>").unwrap_or(class.len())];
+                lines += class.matches("<line ").count() as f64;
+                missed += class.matches("hits=\"0\"").count() as f64;
+            }
+            modules.insert(name, (lines - missed) / lines * 100.0);
+        }
         FixtureFacts {
             suite_time_primary: suite_times(&junit).0,
             suite_time_reruns: suite_times(&reruns).0,
@@ -347,6 +364,7 @@ impl FixtureFacts {
             slow_tests,
             coverage: covered / valid * 100.0,
             uncovered,
+            modules,
         }
     }
 }
@@ -797,6 +815,31 @@ fn expectations(f: &FixtureFacts, x: f64) -> BTreeMap<String, Check> {
         }),
     );
     m.insert(format!("{co}Uncovered lines / A"), single_eq(unc_total));
+    // $branch is main, the default branch: both lines are the primary run's coverage.
+    m.insert(
+        format!("{co}Coverage: branch vs default branch / A"),
+        single_eq(cov),
+    );
+    m.insert(
+        format!("{co}Coverage: branch vs default branch / B"),
+        single_eq(cov),
+    );
+    // The fixture's one package, src.ledgerkit: 47 of 55 lines, the whole report.
+    let modules = f.modules.clone();
+    m.insert(
+        format!("{co}Least covered modules (last run) / A"),
+        Box::new(move |s: &[Series]| {
+            let got = by_label(s, "module")?;
+            let ok = !modules.is_empty()
+                && got.keys().eq(modules.keys())
+                && modules.iter().all(|(k, w)| close(got[k], *w, 1e-9));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("want {modules:?}, got {got:?}"))
+            }
+        }),
+    );
     m
 }
 
@@ -927,11 +970,15 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
         ],
         BRANCH,
     );
+    // The other branch's run carries one shard's coverage: 33 of 55 lines (60 %), 25.45
+    // points below main's 47 of 55.
     run(
         &[
             fixture("junit-reruns.xml"),
             "--size-report".into(),
             fixture("size-report-reruns.json"),
+            "--coverage".into(),
+            fixture("coverage-shard-1.xml"),
         ],
         OTHER_BRANCH,
     );
@@ -1064,9 +1111,10 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
     // fixtures call for. Both runs have a flaky share over 1 % (1 and 2 of 90 tests); the
     // primary run's distribution (81 / 14 / 4.8 %) is in band, coverage 85 % is over 80 %,
     // the suite takes seconds, no test is near its limit, and both were pushed just now.
+    // The other branch's 60 % is below the target of 80 % and 25.45 points below main's.
     let firing = prom.wait_for(
         &format!("ALERTS{{project=\"{PROJECT}\",alertstate=\"firing\"}}"),
-        |d| d["result"].as_array().is_some_and(|r| r.len() >= 2),
+        |d| d["result"].as_array().is_some_and(|r| r.len() >= 4),
         Duration::from_secs(15),
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -1088,6 +1136,8 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
     let want: BTreeSet<String> = [
         format!("PytestFlakyRateHigh {BRANCH} firing"),
         format!("PytestFlakyRateHigh {OTHER_BRANCH} firing"),
+        format!("TestCoverageBelowTarget {OTHER_BRANCH} firing"),
+        format!("TestCoverageBelowDefaultBranch {OTHER_BRANCH} firing"),
     ]
     .into();
     if got != want {

@@ -145,6 +145,7 @@ fn diff(a: &str, b: &str) -> String {
 /// * slowest: the size report's durations sorted by hand (test_setup_explodes has `null`
 ///   there, so its JUnit time 0.001 s is used); 58 = 68 - 10 and 2 = 12 - 10 not shown.
 /// * coverage 47 of 55 = 85.45 %, 8 uncovered: money.py 5, journal.py 3 (coverage-report.txt).
+/// * module src.ledgerkit (the XML's one `<package name>`, all three files): 47 of 55 = 85.45 %.
 /// * the unsized `test_unsized_param[tail [LARGE]` is listed whole: its ` [LARGE]` closes its
 ///   parameter id and is no label.
 #[test]
@@ -583,6 +584,36 @@ fn json_coverage_agrees_with_coverage_py() {
         assert_eq!(d["coverage"]["files"][0]["file"], want[0].0.as_str());
         assert_eq!(d["coverage"]["truncated"], true);
         assert_eq!(d["coverage"]["files_with_uncovered_lines"], 2);
+        // One package, src.ledgerkit, holds the three files: the whole report's 47 of 55.
+        assert_eq!(
+            c["modules"],
+            serde_json::json!([{"module": "src.ledgerkit", "percentage": 4700.0 / 55.0,
+                                "lines_valid": 55, "lines_covered": 47}]),
+            "{v}"
+        );
+        assert_eq!(c["modules_total"], 1, "{v}");
+        assert_eq!(c["modules_truncated"], false, "{v}");
+        // --top 0: the count stays.
+        let d = json(&[
+            &fixture(v, "junit-xunit2.xml"),
+            "--coverage",
+            &fixture(v, "coverage.xml"),
+            "--top",
+            "0",
+        ]);
+        assert_eq!(d["coverage"]["modules"], serde_json::json!([]));
+        assert_eq!(d["coverage"]["modules_total"], 1);
+        assert_eq!(d["coverage"]["modules_truncated"], true);
+        // The two shards' coverage files, merged: 47 of 55 again (33 and 39 alone).
+        let d = json(&[
+            &fixture(v, "junit-xunit2.xml"),
+            "--coverage",
+            &fixture(v, "coverage-shard-1.xml"),
+            "--coverage",
+            &fixture(v, "coverage-shard-2.xml"),
+        ]);
+        assert_eq!(d["coverage"]["modules"][0]["lines_covered"], 47, "{v}");
+        assert_eq!(d["coverage"]["modules"][0]["lines_valid"], 55, "{v}");
     }
 }
 

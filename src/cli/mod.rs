@@ -138,7 +138,8 @@ pub struct SeriesArgs {
         default_value_t = 500
     )]
     pub max_per_test_series: usize,
-    /// At most this many uncovered_lines{file} series (the files with most uncovered lines).
+    /// At most this many uncovered_lines{file} series (the files with most uncovered lines), and
+    /// as many test_module_coverage_percentage{module} series (the least covered modules).
     #[arg(
         long,
         value_name = "N",

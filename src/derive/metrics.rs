@@ -291,6 +291,17 @@ pub fn families(s: &Summary, totals: &Totals, group: &Labels) -> Vec<MetricFamil
             GAUGE,
             m,
         );
+        let m = c
+            .modules
+            .iter()
+            .map(|m| b.gauge(&[("module", &m.module)], m.percentage()))
+            .collect();
+        b.family(
+            "test_module_coverage_percentage",
+            "Line coverage 0-100 per Cobertura package of the last run, merged like the total.",
+            GAUGE,
+            m,
+        );
     }
     let mut fams = b.families;
     for f in &mut fams {

@@ -19,7 +19,8 @@ pub struct DeriveConfig {
     /// `--buckets`: upper bounds of `pytest_test_duration_seconds`, ascending, finite.
     pub buckets: Vec<f64>,
     pub per_test: PerTestConfig,
-    /// `--max-coverage-files`: at most this many `uncovered_lines{file}` series, largest first.
+    /// `--max-coverage-files`: at most this many `uncovered_lines{file}` series, largest
+    /// first, and as many `test_module_coverage_percentage{module}`, least covered first.
     pub max_coverage_files: usize,
 }
 
@@ -232,6 +233,8 @@ pub fn summarize(
         suite_duration: run.suite.duration_seconds,
         coverage: run.coverage.clone().map(|mut c| {
             c.uncovered.truncate(cfg.max_coverage_files);
+            // Least covered first: the cut keeps the modules that need attention.
+            c.modules.truncate(cfg.max_coverage_files);
             c
         }),
         elements: run.suite.elements,
@@ -330,6 +333,13 @@ pub fn summarize(
             s.notes.push(format!(
                 "{} files have uncovered lines; keeping the {} with the most (--max-coverage-files)",
                 c.uncovered.len(),
+                cfg.max_coverage_files
+            ));
+        }
+        if c.modules.len() > cfg.max_coverage_files {
+            s.notes.push(format!(
+                "{} modules have coverage; keeping the {} least covered (--max-coverage-files)",
+                c.modules.len(),
                 cfg.max_coverage_files
             ));
         }

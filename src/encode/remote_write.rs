@@ -298,6 +298,42 @@ mod tests {
         )
     }
 
+    /// `test_module_coverage_percentage{module}` goes wherever the other coverage families
+    /// go: text exposition, OpenMetrics and remote write (47 of 55 lines of the fixture's
+    /// one package, src.ledgerkit).
+    #[test]
+    fn module_coverage_reaches_every_encoding() {
+        let fams = fixture_families();
+        let want = 4700.0 / 55.0;
+        let pts = points(&fams);
+        let p = pts
+            .iter()
+            .find(|p| {
+                p.labels
+                    .contains(&("__name__".into(), "test_module_coverage_percentage".into()))
+            })
+            .expect("a remote-write point");
+        assert!(p
+            .labels
+            .contains(&("module".into(), "src.ledgerkit".into())));
+        assert!((p.value - want).abs() < 1e-9 && !p.cumulative);
+        let text = crate::encode::text::encode(&fams).unwrap();
+        assert!(text.contains(
+            "# TYPE test_module_coverage_percentage gauge\n\
+             test_module_coverage_percentage{job=\"pytest\",module=\"src.ledgerkit\",project=\"shop\"} 85.45454545454545\n"
+        ), "{text}");
+        let mut om = crate::encode::openmetrics::Builder::new();
+        om.add(&fams, 1_000);
+        let om = om.to_text();
+        assert!(
+            om.contains("# TYPE test_module_coverage_percentage gauge\n"),
+            "{om}"
+        );
+        assert!(om.contains(
+            "test_module_coverage_percentage{job=\"pytest\",module=\"src.ledgerkit\",project=\"shop\"} 85.45454545454545 1\n"
+        ), "{om}");
+    }
+
     #[test]
     fn flattens_histograms_and_sorts_labels() {
         let fams = fixture_families();

@@ -20,7 +20,7 @@ use quick_xml::Reader;
 
 use super::source::{self, ContentHash};
 use super::ReadError;
-use crate::model::Coverage;
+use crate::model::{Coverage, ModuleCoverage};
 
 /// Line numbers as a sorted list of 64-line words: `(number / 64, bits)`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,6 +74,8 @@ impl LineSet {
 struct FileLines {
     valid: LineSet,
     covered: LineSet,
+    /// The `<package name>` the file's first `<class>` is in (the first file merged decides).
+    package: String,
 }
 
 /// The lines of one or more coverage files, merged by file name and line number.
@@ -93,6 +95,7 @@ impl Lines {
         for (name, f) in other.files {
             match self.files.get_mut(&name) {
                 Some(mine) => {
+                    // The package stays the first file's: a file is in one module.
                     mine.valid.union(&f.valid);
                     mine.covered.union(&f.covered);
                 }
@@ -117,6 +120,7 @@ impl Lines {
         let mut all = 0;
         let mut covered = 0;
         let mut uncovered: Vec<(String, u64)> = Vec::new();
+        let mut packages: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for (name, f) in &self.files {
             let (v, c) = (f.valid.len(), f.covered.len());
             all += v;
@@ -124,8 +128,25 @@ impl Lines {
             if v > c {
                 uncovered.push((name.clone(), v - c));
             }
+            let p = packages.entry(f.package.as_str()).or_default();
+            p.0 += v;
+            p.1 += c;
         }
         uncovered.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut modules: Vec<ModuleCoverage> = packages
+            .into_iter()
+            .filter(|(name, (v, _))| *v > 0 && !name.is_empty())
+            .map(|(name, (lines_valid, lines_covered))| ModuleCoverage {
+                module: name.to_string(),
+                lines_valid,
+                lines_covered,
+            })
+            .collect();
+        modules.sort_by(|a, b| {
+            a.percentage()
+                .total_cmp(&b.percentage())
+                .then_with(|| a.module.cmp(&b.module))
+        });
         let (lines_valid, lines_covered) = match (self.sources, self.root) {
             (1, Some(r)) => r,
             _ => (all, covered),
@@ -134,6 +155,7 @@ impl Lines {
             lines_valid,
             lines_covered,
             uncovered,
+            modules,
         }
     }
 }
@@ -152,6 +174,7 @@ pub fn read_hashed(path: &Path) -> Result<(Lines, ContentHash), ReadError> {
     let mut files: BTreeMap<String, FileLines> = BTreeMap::new();
     let mut stack: Vec<Vec<u8>> = Vec::new();
     let mut class_file: Option<String> = None;
+    let mut package = String::new();
     let content: ContentHash;
     loop {
         let pos = reader.buffer_position();
@@ -182,6 +205,10 @@ pub fn read_hashed(path: &Path) -> Result<(Lines, ContentHash), ReadError> {
                         attr_u64(e, b"lines-valid").map_err(|m| ReadError::at(path, pos, m))?;
                     root_covered =
                         attr_u64(e, b"lines-covered").map_err(|m| ReadError::at(path, pos, m))?;
+                } else if name == b"package" {
+                    package = attr(e, b"name")
+                        .map_err(|m| ReadError::at(path, pos, m))?
+                        .unwrap_or_default();
                 } else if name == b"class" {
                     class_file = attr(e, b"filename").map_err(|m| ReadError::at(path, pos, m))?;
                     if class_file.is_none() {
@@ -209,7 +236,10 @@ pub fn read_hashed(path: &Path) -> Result<(Lines, ContentHash), ReadError> {
                             })?;
                         let f = match files.get_mut(file.as_str()) {
                             Some(f) => f,
-                            None => files.entry(file.clone()).or_default(),
+                            None => files.entry(file.clone()).or_insert_with(|| FileLines {
+                                package: package.clone(),
+                                ..FileLines::default()
+                            }),
                         };
                         f.valid.insert(number);
                         if hits > 0 {
@@ -231,10 +261,11 @@ pub fn read_hashed(path: &Path) -> Result<(Lines, ContentHash), ReadError> {
                     stack.push(name);
                 }
             }
-            Event::End(_) if stack.pop().as_deref() == Some(b"class") => {
-                class_file = None;
-            }
-            Event::End(_) => {}
+            Event::End(_) => match stack.pop().as_deref() {
+                Some(b"class") => class_file = None,
+                Some(b"package") => package.clear(),
+                _ => {}
+            },
             Event::Eof => {
                 if !seen_root {
                     return Err(ReadError::plain(
@@ -462,6 +493,60 @@ mod tests {
             r#"<coverage lines-valid="9" lines-covered="1"></coverage>"#,
         );
         assert!(read_hashed(&bare).unwrap().0.counts_without_lines());
+    }
+
+    #[test]
+    fn modules_are_packages_of_the_merged_lines() {
+        let m = |name: &str, v: u64, c: u64| ModuleCoverage {
+            module: name.into(),
+            lines_valid: v,
+            lines_covered: c,
+        };
+        // The fixture has one package: 55 statements, 8 missed (coverage-report.txt).
+        let c = read(&fixture("9.2", "coverage.xml")).unwrap();
+        assert_eq!(c.modules, vec![m("src.ledgerkit", 55, 47)]);
+        // Each shard alone: line-rate 0.6 and 0.7091 of 55; merged: the whole run's 47.
+        let (mut l, _) = read_hashed(&fixture("9.2", "coverage-shard-1.xml")).unwrap();
+        assert_eq!(l.coverage().modules, vec![m("src.ledgerkit", 55, 33)]);
+        let (two, _) = read_hashed(&fixture("9.2", "coverage-shard-2.xml")).unwrap();
+        assert_eq!(two.coverage().modules, vec![m("src.ledgerkit", 55, 39)]);
+        l.merge(two);
+        assert_eq!(l.coverage().modules, vec![m("src.ledgerkit", 55, 47)]);
+
+        // Two packages, merged by file and line; a file keeps the first file's package.
+        let d = tempfile::tempdir().unwrap();
+        let one = write(
+            &d,
+            r#"<coverage><packages>
+            <package name="app"><classes>
+              <class filename="app/a.py"><lines><line number="1" hits="1"/><line number="2" hits="0"/></lines></class>
+              <class filename="app/b.py"><lines><line number="1" hits="0"/></lines></class>
+            </classes></package>
+            <package name="lib"><classes>
+              <class filename="lib/c.py"><lines><line number="1" hits="1"/><line number="2" hits="1"/><line number="3" hits="0"/></lines></class>
+            </classes></package>
+            <package name=""><classes>
+              <class filename="setup.py"><lines><line number="1" hits="0"/></lines></class>
+            </classes></package>
+            </packages></coverage>"#,
+        );
+        let (mut l, _) = read_hashed(&one).unwrap();
+        let c = l.coverage();
+        // app 1 of 3, lib 2 of 3: least covered first; setup.py only in the total (3 of 7).
+        assert_eq!(c.modules, vec![m("app", 3, 1), m("lib", 3, 2)]);
+        assert_eq!((c.lines_valid, c.lines_covered), (7, 3));
+        let two = d.path().join("two.xml");
+        std::fs::write(
+            &two,
+            r#"<coverage><packages><package name="other"><classes>
+              <class filename="app/b.py"><lines><line number="1" hits="2"/><line number="5" hits="0"/></lines></class>
+              <class filename="lib/c.py"><lines><line number="3" hits="1"/></lines></class>
+            </classes></package></packages></coverage>"#,
+        )
+        .unwrap();
+        l.merge(read_hashed(&two).unwrap().0);
+        // app: a.py 1 of 2, b.py 1 of 2 (line 1 now hit, line 5 new); lib: 3 of 3.
+        assert_eq!(l.coverage().modules, vec![m("app", 4, 2), m("lib", 3, 3)]);
     }
 
     #[test]

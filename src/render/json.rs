@@ -136,6 +136,16 @@ pub fn document(i: &Inspection) -> Value {
                 .map(|(f, n)| json!({"file": f, "uncovered_lines": n}))
                 .collect::<Vec<_>>(),
             "truncated": c.uncovered.len().min(i.top) < i.coverage_files,
+            "modules_total": c.modules.len(),
+            "modules": c.modules.iter().take(i.top)
+                .map(|m| json!({
+                    "module": m.module,
+                    "percentage": m.percentage(),
+                    "lines_valid": m.lines_valid,
+                    "lines_covered": m.lines_covered,
+                }))
+                .collect::<Vec<_>>(),
+            "modules_truncated": c.modules.len() > i.top,
         })
     });
 

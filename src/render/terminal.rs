@@ -551,21 +551,41 @@ impl Report {
                 if i.coverage_files == 1 { "" } else { "s" }
             ),
         );
-        if c.uncovered.is_empty() {
+        let room = self.width.saturating_sub(13);
+        if !c.uncovered.is_empty() {
+            self.head("  uncovered  file");
+            let shown = c.uncovered.len().min(i.top);
+            for (file, n) in &c.uncovered[..shown] {
+                let l = format!(
+                    "  {}  {}",
+                    self.paint(YELLOW, &format!("{n:>9}")),
+                    self.id(file, room)
+                );
+                self.line(&l);
+            }
+            self.more(shown, i.coverage_files as u64, i.top, "files");
+        }
+        if c.modules.is_empty() {
             return;
         }
-        self.head("  uncovered  file");
-        let shown = c.uncovered.len().min(i.top);
-        let room = self.width.saturating_sub(13);
-        for (file, n) in &c.uncovered[..shown] {
+        // Least covered first (METRICS.md §3: test_module_coverage_percentage).
+        self.head("   coverage  module");
+        let shown = c.modules.len().min(i.top);
+        for m in &c.modules[..shown] {
+            let pct = format!("{:>8.2}%", m.percentage());
+            let colour = if m.lines_covered < m.lines_valid {
+                YELLOW
+            } else {
+                GREEN
+            };
             let l = format!(
                 "  {}  {}",
-                self.paint(YELLOW, &format!("{n:>9}")),
-                self.id(file, room)
+                self.paint(colour, &pct),
+                self.id(&m.module, room)
             );
             self.line(&l);
         }
-        self.more(shown, i.coverage_files as u64, i.top, "files");
+        self.more(shown, c.modules.len() as u64, i.top, "modules");
     }
 
     fn warnings(&mut self, i: &Inspection) {

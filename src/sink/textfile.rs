@@ -480,6 +480,11 @@ pytest_flaky_tests_total{job="pytest",project="shop",size="small"} 5
                 lines_valid: 2,
                 lines_covered: 1,
                 uncovered: vec![("a.py".into(), 1)],
+                modules: vec![crate::model::ModuleCoverage {
+                    module: "a".into(),
+                    lines_valid: 2,
+                    lines_covered: 1,
+                }],
             }),
             per_test: vec![("t".into(), crate::model::Size::Small, 1.0)],
             ..Summary::default()
