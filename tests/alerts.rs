@@ -277,7 +277,7 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 13] = [
+    let mutants: [(&str, &str, &str, &str); 16] = [
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",
@@ -304,9 +304,21 @@ fn unit_tests_fail_on_mutated_rules() {
         ),
         (
             "stale.test.yml",
-            "stale check counts other jobs' groups",
-            "max by (job, project) (push_time_seconds and pytest_runs_total)",
-            "max by (job, project) (push_time_seconds)",
+            "stale check blind between remote-written runs",
+            "max by (job, project) (last_over_time(pytest_last_run_timestamp_seconds[10d]))",
+            "max by (job, project) (pytest_last_run_timestamp_seconds)",
+        ),
+        (
+            "stale.test.yml",
+            "stale lookback shorter than an allowed age",
+            "last_over_time(pytest_last_run_timestamp_seconds[10d])",
+            "last_over_time(pytest_last_run_timestamp_seconds[7d])",
+        ),
+        (
+            "trends.test.yml",
+            "timing violations rising without the recent runs",
+            "increase(pytest_timing_violations_total[1d])",
+            "increase(pytest_timing_violations_total[1w])",
         ),
         (
             "run-health.test.yml",
@@ -320,6 +332,12 @@ fn unit_tests_fail_on_mutated_rules() {
             "a run counted once per shard",
             "(max without (shard) (increase(pytest_runs_total[1w])))",
             "(sum without (shard) (increase(pytest_runs_total[1w])))",
+        ),
+        (
+            "shards-trends.test.yml",
+            "a recent run counted once per shard",
+            "(max without (shard) (increase(pytest_runs_total[1d])))",
+            "(sum without (shard) (increase(pytest_runs_total[1d])))",
         ),
         (
             "shards.test.yml",
