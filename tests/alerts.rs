@@ -277,7 +277,7 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 16] = [
+    let mutants: [(&str, &str, &str, &str); 19] = [
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",
@@ -289,6 +289,24 @@ fn unit_tests_fail_on_mutated_rules() {
             "large+xlarge summed with medium",
             r#"ptc:pytest_test_size_distribution:ratio{size=~"large|xlarge"}"#,
             r#"ptc:pytest_test_size_distribution:ratio{size=~"medium|large|xlarge"}"#,
+        ),
+        (
+            "trends.test.yml",
+            "size shift threshold 10 points -> 20",
+            "ptc:pytest_test_size_distribution:ratio_1d_offset_1w\n            ) > 0.10",
+            "ptc:pytest_test_size_distribution:ratio_1d_offset_1w\n            ) > 0.20",
+        ),
+        (
+            "trends.test.yml",
+            "size shift counts unsized tests",
+            r#"(increase(pytest_tests_total{size=~"small|medium|large|xlarge"}[1d]))"#,
+            r#"(increase(pytest_tests_total{size=~"small|medium|large|xlarge|unsized"}[1d]))"#,
+        ),
+        (
+            "shards-trends.test.yml",
+            "size shares per shard",
+            r#"sum by (job, project, branch, size) (increase(pytest_tests_total{size=~"small|medium|large|xlarge"}[1d]))"#,
+            r#"sum by (job, project, branch, size, shard) (increase(pytest_tests_total{size=~"small|medium|large|xlarge"}[1d]))"#,
         ),
         (
             "run-health.test.yml",
