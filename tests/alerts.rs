@@ -329,8 +329,8 @@ fn unit_tests_fail_on_mutated_rules() {
         (
             "stale.test.yml",
             "stale lookback shorter than an allowed age",
-            "last_over_time(pytest_last_run_timestamp_seconds[10d])",
-            "last_over_time(pytest_last_run_timestamp_seconds[7d])",
+            "max by (job, project) (last_over_time(pytest_last_run_timestamp_seconds[10d]))",
+            "max by (job, project) (last_over_time(pytest_last_run_timestamp_seconds[7d]))",
         ),
         (
             "trends.test.yml",
