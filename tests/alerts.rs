@@ -278,7 +278,7 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 17] = [
+    let mutants: [(&str, &str, &str, &str); 23] = [
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",
@@ -290,6 +290,24 @@ fn unit_tests_fail_on_mutated_rules() {
             "large+xlarge summed with medium",
             r#"ptc:pytest_test_size_distribution:ratio{size=~"large|xlarge"}"#,
             r#"ptc:pytest_test_size_distribution:ratio{size=~"medium|large|xlarge"}"#,
+        ),
+        (
+            "trends.test.yml",
+            "size shift threshold 10 points -> 20",
+            "ptc:pytest_test_size_distribution:ratio_1d_offset_1w\n            ) > 0.10",
+            "ptc:pytest_test_size_distribution:ratio_1d_offset_1w\n            ) > 0.20",
+        ),
+        (
+            "trends.test.yml",
+            "size shift counts unsized tests",
+            r#"(increase(pytest_tests_total{size=~"small|medium|large|xlarge"}[1d]))"#,
+            r#"(increase(pytest_tests_total{size=~"small|medium|large|xlarge|unsized"}[1d]))"#,
+        ),
+        (
+            "shards-trends.test.yml",
+            "size shares per shard",
+            r#"sum by (job, project, branch, size) (increase(pytest_tests_total{size=~"small|medium|large|xlarge"}[1d]))"#,
+            r#"sum by (job, project, branch, size, shard) (increase(pytest_tests_total{size=~"small|medium|large|xlarge"}[1d]))"#,
         ),
         (
             "run-health.test.yml",
@@ -305,9 +323,21 @@ fn unit_tests_fail_on_mutated_rules() {
         ),
         (
             "stale.test.yml",
-            "stale check counts other jobs' groups",
-            "max by (job, project) (push_time_seconds and pytest_runs_total)",
-            "max by (job, project) (push_time_seconds)",
+            "stale check blind between remote-written runs",
+            "max by (job, project) (last_over_time(pytest_last_run_timestamp_seconds[10d]))",
+            "max by (job, project) (pytest_last_run_timestamp_seconds)",
+        ),
+        (
+            "stale.test.yml",
+            "stale lookback shorter than an allowed age",
+            "max by (job, project) (last_over_time(pytest_last_run_timestamp_seconds[10d]))",
+            "max by (job, project) (last_over_time(pytest_last_run_timestamp_seconds[7d]))",
+        ),
+        (
+            "trends.test.yml",
+            "timing violations rising without the recent runs",
+            "increase(pytest_timing_violations_total[1d])",
+            "increase(pytest_timing_violations_total[1w])",
         ),
         (
             "run-health.test.yml",
@@ -321,6 +351,12 @@ fn unit_tests_fail_on_mutated_rules() {
             "a run counted once per shard",
             "(max without (shard) (increase(pytest_runs_total[1w])))",
             "(sum without (shard) (increase(pytest_runs_total[1w])))",
+        ),
+        (
+            "shards-trends.test.yml",
+            "a recent run counted once per shard",
+            "(max without (shard) (increase(pytest_runs_total[1d])))",
+            "(sum without (shard) (increase(pytest_runs_total[1d])))",
         ),
         (
             "shards.test.yml",
