@@ -26,6 +26,8 @@ use support::*;
 const PROJECT: &str = "ptc-e2e";
 const BRANCH: &str = "main";
 const OTHER_BRANCH: &str = "feature/x";
+/// The other branch's run is pushed as this release (`--label release=…`).
+const RELEASE: &str = "1.4.0";
 /// What `$__range` and `$__rate_interval` become: longer than the whole test, so a window
 /// holds both pushes.
 const WINDOW: &str = "10m";
@@ -83,6 +85,15 @@ fn ensure_node_modules() -> PathBuf {
 
 /// Writes `export const d: Dashboard = <json>;` per dashboard into a temp dir (with
 /// `node_modules` linked in) and runs `tsc --noEmit --strict` over all of them.
+/// Grafana's schema types an annotation's query generically (`AnnotationQuery<TQuery>`) and
+/// leaves the data source's own options beside it untyped: a Prometheus annotation (the
+/// "Releases" markers) is checked with its query and options spelled out.
+const PROM_ANNOTATION: &str =
+    "type PromAnnotation = AnnotationQuery<DataQuery & { expr: string }> & \
+     { step?: string; useValueForTime?: boolean; titleFormat?: string; textFormat?: string };\n\
+     type Checked = Omit<Dashboard, 'annotations'> & \
+     { annotations?: { list?: Array<AnnotationQuery | PromAnnotation> } };\n";
+
 fn typecheck(files: &[(String, String)]) -> (bool, String) {
     let tsc = ensure_node_modules();
     let dir = tempfile::Builder::new()
@@ -110,7 +121,8 @@ fn typecheck(files: &[(String, String)]) -> (bool, String) {
     .collect();
     for (name, json) in files {
         let ts = format!(
-            "import type {{ Dashboard }} from '@grafana/schema';\nexport const d: Dashboard = {json};\n"
+            "import type {{ AnnotationQuery, Dashboard, DataQuery }} from '@grafana/schema';\n\
+             {PROM_ANNOTATION}export const d: Checked = {json};\n"
         );
         let path = dir
             .path()
@@ -293,8 +305,9 @@ struct FixtureFacts {
     /// testsuite@time of junit-xunit2.xml (the last run pushed to main) and of junit-reruns.xml.
     suite_time_primary: f64,
     suite_time_reruns: f64,
-    /// Earliest testsuite@timestamp of junit-xunit2.xml, Unix seconds.
+    /// Earliest testsuite@timestamp of junit-xunit2.xml and of junit-reruns.xml, Unix seconds.
     start_primary: f64,
+    start_reruns: f64,
     /// size-report.json tests slower than 1 s: node id -> call duration.
     slow_tests: BTreeMap<String, f64>,
     /// coverage.xml: lines-covered / lines-valid * 100, and uncovered lines per file.
@@ -310,6 +323,7 @@ impl FixtureFacts {
             suite_time_primary: 1.0,
             suite_time_reruns: 1.0,
             start_primary: 0.0,
+            start_reruns: 0.0,
             slow_tests: BTreeMap::new(),
             coverage: 0.0,
             uncovered: BTreeMap::new(),
@@ -361,6 +375,7 @@ impl FixtureFacts {
             suite_time_primary: suite_times(&junit).0,
             suite_time_reruns: suite_times(&reruns).0,
             start_primary: suite_times(&junit).1,
+            start_reruns: suite_times(&reruns).1,
             slow_tests,
             coverage: covered / valid * 100.0,
             uncovered,
@@ -663,7 +678,7 @@ fn expectations(f: &FixtureFacts, x: f64) -> BTreeMap<String, Check> {
     // 90 tests: 86 within 0.1 s, test_over_tight_baseline (0.1 s sleep) within 0.5 s, and the
     // three 1.1 s timing tests within 5 s.
     m.insert(
-        format!("{du}Test durations (tests per push) / A"),
+        format!("{du}Test durations by size and outcome (tests per push) / A"),
         counts_of_last_push(
             "le",
             &[
@@ -976,7 +991,8 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
         BRANCH,
     );
     // The other branch's run carries one shard's coverage: 33 of 55 lines (60 %), 25.45
-    // points below main's 47 of 55.
+    // points below main's 47 of 55; it is a release build (`--label release=…`), which the
+    // dashboards' "Releases" annotation marks.
     run(
         &[
             fixture("junit-reruns.xml"),
@@ -984,6 +1000,8 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
             fixture("size-report-reruns.json"),
             "--coverage".into(),
             fixture("coverage-shard-1.xml"),
+            "--label".into(),
+            format!("release={RELEASE}"),
         ],
         OTHER_BRANCH,
     );
@@ -1044,6 +1062,13 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
             let want: BTreeSet<String> = match label.trim() {
                 "project" => [PROJECT.to_string()].into(),
                 "branch" => [BRANCH.to_string(), OTHER_BRANCH.to_string()].into(),
+                // The sizes and outcomes with durations on main (both runs).
+                "size" => ["large", "medium", "small", "unsized", "xlarge"]
+                    .map(String::from)
+                    .into(),
+                "outcome" => ["error", "failed", "passed", "skipped", "xfailed"]
+                    .map(String::from)
+                    .into(),
                 other => panic!("{name}: unexpected variable label {other}"),
             };
             if got != want {
@@ -1109,6 +1134,75 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
                     failures.push(format!("{key}: {e}\n  {expr}"));
                 }
             }
+        }
+    }
+
+    // The heatmap's $size and $outcome selectors (all by default, as above): small passed
+    // tests only, all 42 of the last push within 0.1 s.
+    let heatmap = targets()
+        .into_iter()
+        .find(|(k, _)| k.starts_with("ptc-durations / Test durations by size and outcome"))
+        .map(|(_, t)| t["expr"].as_str().unwrap_or_default().to_string())
+        .expect("the duration heatmap");
+    let expr = substitute(
+        &heatmap
+            .replace("$size", "small")
+            .replace("$outcome", "passed"),
+    );
+    let all_le = [
+        "0.1", "0.5", "1", "5", "10", "30", "60", "300", "900", "+Inf",
+    ];
+    let check = counts_of_last_push("le", &all_le.map(|le| (le, 42.0)), factor);
+    match last_values(&prom.query_range(&expr, start, end, 1.0), end) {
+        Ok(series) => {
+            if let Err(e) = check(&series) {
+                failures.push(format!("heatmap for small passed tests: {e}\n  {expr}"));
+            }
+        }
+        Err(e) => failures.push(format!("heatmap for small passed tests: {e}\n  {expr}")),
+    }
+
+    // The "Releases" annotation of every dashboard: one event, at the start of the run pushed
+    // with --label release=1.4.0 (Grafana takes the value as the time: useValueForTime).
+    for (name, d) in dashboards() {
+        let anns: Vec<&Value> = d["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["name"] == "Releases")
+            .collect();
+        let [a] = anns[..] else {
+            failures.push(format!(
+                "{name}: want one \"Releases\" annotation, got {}",
+                anns.len()
+            ));
+            continue;
+        };
+        if a["useValueForTime"] != true {
+            failures.push(format!(
+                "{name}: the Releases annotation must use the value as time"
+            ));
+        }
+        let expr = substitute(a["target"]["expr"].as_str().unwrap_or_default());
+        let (code, v) = instant(&expr);
+        let got: Vec<(String, f64)> = vector_samples(&v["data"])
+            .into_iter()
+            .map(|x| {
+                (
+                    x.labels.get("release").cloned().unwrap_or_default(),
+                    x.value,
+                )
+            })
+            .collect();
+        let want = vec![(RELEASE.to_string(), facts.start_reruns * 1000.0)];
+        if code != 200
+            || got.len() != 1
+            || got[0].0 != want[0].0
+            || (got[0].1 - want[0].1).abs() > 1.0
+        {
+            failures.push(format!(
+                "{name}: Releases annotation: want {want:?}, got {got:?}\n  {expr}"
+            ));
         }
     }
 

@@ -63,6 +63,9 @@ pub fn targets() -> Vec<(String, Value)> {
 pub fn substitute(expr: &str, project: &str, branch: &str, window: &str) -> String {
     expr.replace("$project", project)
         .replace("$branch", branch)
+        // Multi-value selectors set to "All" (their allValue).
+        .replace("$size", ".*")
+        .replace("$outcome", ".*")
         .replace("$__rate_interval", window)
         .replace("$__range", window)
 }
