@@ -2,7 +2,7 @@
 //! `--older-than` except the kept branches (with their pending pushes), or list them with
 //! `--dry-run`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use anyhow::Result;
@@ -52,8 +52,9 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
             doomed.push((g, age));
         }
     }
-    let going: Vec<&BTreeMap<String, String>> = doomed.iter().map(|(g, _)| &g.labels).collect();
-    let present: Vec<&BTreeMap<String, String>> = view
+    let going: BTreeSet<&BTreeMap<String, String>> =
+        doomed.iter().map(|(g, _)| &g.labels).collect();
+    let present: BTreeSet<&BTreeMap<String, String>> = view
         .groups
         .iter()
         .filter(|g| !is_pending(&g.labels))
