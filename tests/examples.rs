@@ -1398,26 +1398,16 @@ fn backfill_units_pass_systemd_analyze_verify() {
     );
 
     // Every flag and environment variable the example uses exists.
-    let helps = cli_help();
-    let mut problems = Vec::new();
-    for f in [
-        "ptc-metrics-backfill.service",
-        "ptc-metrics-backfill.timer",
-        "crontab",
-        "backfill.env.example",
-        "README.md",
-    ] {
-        let text = backfill_example(f);
-        problems.extend(flags_exist(&text, &helps, f));
-        for var in text
-            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-            .filter(|w| w.starts_with("PTC_METRICS_"))
-        {
-            if !helps["backfill"].contains(&format!("[env: {var}")) {
-                problems.push(format!("{f}: ptc-metrics backfill reads no {var}"));
-            }
-        }
-    }
+    let problems = unknown_flags_and_vars(
+        "backfill",
+        &[
+            "ptc-metrics-backfill.service",
+            "ptc-metrics-backfill.timer",
+            "crontab",
+            "backfill.env.example",
+            "README.md",
+        ],
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     // systemd-analyze verify needs the binary and the EnvironmentFile to exist.
@@ -1450,6 +1440,28 @@ fn backfill_units_pass_systemd_analyze_verify() {
         out.status.success() && text.trim().is_empty(),
         "systemd-analyze verify: {text}"
     );
+}
+
+/// The `--flags` and `PTC_METRICS_*` variables in the files of `examples/<sub>/` that
+/// `ptc-metrics` does not have (`sub`'s help names the variables it reads).
+fn unknown_flags_and_vars(sub: &str, files: &[&str]) -> Vec<String> {
+    let helps = cli_help();
+    // clap wraps the help: "[env:" may end a line.
+    let help = helps[sub].split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut problems = Vec::new();
+    for f in files {
+        let text = read_to_string(examples().join(sub).join(f));
+        problems.extend(flags_exist(&text, &helps, f));
+        for var in text
+            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|w| w.starts_with("PTC_METRICS_"))
+        {
+            if !help.contains(&format!("[env: {var}")) {
+                problems.push(format!("{f}: ptc-metrics {sub} reads no {var}"));
+            }
+        }
+    }
+    problems
 }
 
 fn prune_example(name: &str) -> String {
@@ -1607,31 +1619,16 @@ fn prune_service_and_crontab_delete_old_feature_branches() {
     assert_eq!(branches(&by_cron), left);
 
     // Every flag and variable exists.
-    let helps = cli_help();
-    let mut problems = Vec::new();
-    for f in [
-        "ptc-metrics-prune.service",
-        "ptc-metrics-prune.timer",
-        "crontab",
-        "prune.env.example",
-        "README.md",
-    ] {
-        let text = prune_example(f);
-        problems.extend(flags_exist(&text, &helps, f));
-        for var in text
-            .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-            .filter(|w| w.starts_with("PTC_METRICS_"))
-        {
-            // clap wraps the help: "[env:" may end a line.
-            let help = helps["prune"]
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            if !help.contains(&format!("[env: {var}")) {
-                problems.push(format!("{f}: ptc-metrics prune reads no {var}"));
-            }
-        }
-    }
+    let problems = unknown_flags_and_vars(
+        "prune",
+        &[
+            "ptc-metrics-prune.service",
+            "ptc-metrics-prune.timer",
+            "crontab",
+            "prune.env.example",
+            "README.md",
+        ],
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     // systemd-analyze verify (the binary must exist where ExecStart says).

@@ -279,13 +279,7 @@ mod tests {
         );
         // A base URL with a path prefix (a gateway behind a proxy) is fine.
         let c = push(&["r.xml", "--gateway", "http://proxy/pushgateway"]).unwrap();
-        let Delivery::Sinks {
-            pushgateway: Some(gw),
-            ..
-        } = c.delivery
-        else {
-            panic!()
-        };
+        let gw = gateway_of(c.delivery);
         assert_eq!(
             gw.gateway.group_url().as_str(),
             "http://proxy/pushgateway/metrics/job/pytest"
@@ -350,6 +344,17 @@ mod tests {
         );
     }
 
+    /// The Pushgateway sink of a delivery that has one.
+    fn gateway_of(d: Delivery) -> Box<crate::config::PushgatewaySink> {
+        match d {
+            Delivery::Sinks {
+                pushgateway: Some(gw),
+                ..
+            } => gw,
+            other => panic!("no gateway: {other:?}"),
+        }
+    }
+
     fn push_in(ci: &CiContext, args: &[&str]) -> Result<PushConfig, ConfigError> {
         let mut v = vec!["ptc-metrics", "push", "r.xml", "--dry-run"];
         v.extend_from_slice(args);
@@ -395,13 +400,7 @@ mod tests {
                 ("os".into(), "linux".into())
             ]
         );
-        let Delivery::Sinks {
-            pushgateway: Some(gw),
-            ..
-        } = c.delivery
-        else {
-            panic!()
-        };
+        let gw = gateway_of(c.delivery);
         assert_eq!(
             gw.gateway.group_path(),
             "/metrics/job/pytest/project/app/shard@base64/Mi80/os/linux"
