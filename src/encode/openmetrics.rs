@@ -264,6 +264,12 @@ fn label_set(labels: &[(String, String)], le: Option<&str>) -> String {
     s
 }
 
+/// A label value escaped as text format 0.0.4 and OpenMetrics both require (`\\`, `\"`,
+/// `\n`), for the sinks that write a label themselves.
+pub fn escape_label_value(v: &str) -> String {
+    escape(v, true)
+}
+
 /// Escapes `\`, line feeds and (when `quotes`) `"`, as OpenMetrics requires in label
 /// values and HELP text.
 fn escape(s: &str, quotes: bool) -> String {

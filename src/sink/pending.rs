@@ -4,6 +4,7 @@
 
 use super::pushgateway;
 use crate::derive::totals::Totals;
+use crate::encode::openmetrics::escape_label_value;
 
 /// A run's cumulative values as the pending group holds them: the cumulative families with
 /// [`pushgateway::PENDING_PREFIX`] before their names, no group labels (the URL gives them),
@@ -26,7 +27,7 @@ pub fn pending_body(t: &Totals) -> String {
             s.push_str(&format!("{p}{l}\n"));
         }
     };
-    let one = |k: &str, v: &str| format!("{k}=\"{}\"", escape(v));
+    let one = |k: &str, v: &str| format!("{k}=\"{}\"", escape_label_value(v));
     family(
         "ci_test_failures_total",
         "counter",
@@ -164,10 +165,4 @@ pub fn parse_bounds(v: &str) -> Option<Vec<f64>> {
     }
     let b: Option<Vec<f64>> = v.split(',').map(|x| x.parse::<f64>().ok()).collect();
     b.filter(|b| b.iter().all(|x| x.is_finite()) && b.windows(2).all(|w| w[0] < w[1]))
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

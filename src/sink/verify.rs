@@ -20,6 +20,7 @@ use reqwest::{Method, Url};
 use serde_json::Value;
 
 use super::http::{DeliveryError, HttpClient};
+use crate::encode::openmetrics::escape_label_value;
 
 /// The families looked at: one per run (gauge) and the group's running count.
 const RUN_GAUGE: &str = "pytest_last_run_timestamp_seconds";
@@ -121,7 +122,7 @@ pub fn selector(c: &Check, absent: &BTreeSet<String>) -> String {
     let mut m = vec![format!("__name__=~\"{RUN_GAUGE}|{RUN_COUNTER}\"")];
     let own: BTreeSet<&str> = c.labels.iter().map(|(k, _)| k.as_str()).collect();
     for (k, v) in &c.labels {
-        m.push(format!("{k}=\"{}\"", escape(v)));
+        m.push(format!("{k}=\"{}\"", escape_label_value(v)));
     }
     for k in absent {
         if !own.contains(k.as_str()) {
@@ -129,12 +130,6 @@ pub fn selector(c: &Check, absent: &BTreeSet<String>) -> String {
         }
     }
     format!("{{{}}}", m.join(","))
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// `ms` as the API's time parameter (seconds, millisecond precision).
