@@ -176,13 +176,11 @@ pub fn push_exact(
     old.shuffle(&mut rand::rng());
     old.truncate(CLEAN_PER_PUSH);
     for pid in old {
-        {
-            match pushgateway::delete(client, &cfg.pending(pid)) {
-                Ok(()) => out.cleaned += 1,
-                Err(e) => out
-                    .warnings
-                    .push(format!("could not delete an old pending push: {e}")),
-            }
+        match pushgateway::delete(client, &cfg.pending(pid)) {
+            Ok(()) => out.cleaned += 1,
+            Err(e) => out
+                .warnings
+                .push(format!("could not delete an old pending push: {e}")),
         }
     }
     Ok(out)
