@@ -107,7 +107,11 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             branch: first(&["GITHUB_HEAD_REF", "GITHUB_REF_NAME"]),
             job: get("GITHUB_JOB"),
             commit: get("GITHUB_SHA"),
-            run_id: get("GITHUB_RUN_ID"),
+            // A re-run of the workflow keeps the run id and is a run of its own.
+            run_id: get("GITHUB_RUN_ID").map(|id| match get("GITHUB_RUN_ATTEMPT") {
+                Some(a) if a.trim() != "1" => format!("{id}.{}", a.trim()),
+                _ => id,
+            }),
             shard: None,
         }
     } else if get("GITLAB_CI").is_some() {

@@ -161,7 +161,22 @@ pub enum Delivery {
 pub struct PushgatewaySink {
     pub gateway: Box<PushgatewayConfig>,
     pub http: HttpConfig,
+    /// For one shard of a split run: the run's group (`shard="all"`), where facts about the
+    /// whole run are counted once (runs with timing violations).
+    pub run_group: Option<RunGroup>,
 }
+
+/// The group of a run split over shards, shared by its shards (the shard label is `all`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunGroup {
+    pub gateway: PushgatewayConfig,
+    /// What tells this run from others of the group in every shard (`--run-id`, else the CI's
+    /// run id); `None` when nothing does: then this shard's facts count for it alone.
+    pub run: Option<String>,
+}
+
+/// The `shard` label value of a split run's own group.
+pub const RUN_GROUP_SHARD: &str = "all";
 
 /// `ptc-metrics push`.
 #[derive(Debug, Clone)]

@@ -278,7 +278,7 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 23] = [
+    let mutants: [(&str, &str, &str, &str); 28] = [
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",
@@ -418,6 +418,36 @@ fn unit_tests_fail_on_mutated_rules() {
             "a branch's best matrix entry counts",
             "min by (job, project, branch) (max without (shard) (test_coverage_percentage))",
             "max by (job, project, branch) (max without (shard) (test_coverage_percentage))",
+        ),
+        (
+            "timing-blocks-prs.test.yml",
+            "a split run counted once per shard",
+            "max without (shard) (increase(pytest_runs_total[1d]))\n              unless",
+            "sum without (shard) (increase(pytest_runs_total[1d]))\n              unless",
+        ),
+        (
+            "timing-blocks-prs.test.yml",
+            "a split run counted once per shard (ratio)",
+            "max without (shard) (increase(pytest_runs_total[1d]))\n                  unless",
+            "sum without (shard) (increase(pytest_runs_total[1d]))\n                  unless",
+        ),
+        (
+            "timing-blocks-prs.test.yml",
+            "the default branch's runs with violations count",
+            "increase(pytest_runs_with_timing_violations_total[1d])\n                unless on (project, branch) ptc:pytest_default_branch:info",
+            "increase(pytest_runs_with_timing_violations_total[1d])",
+        ),
+        (
+            "timing-blocks-prs.test.yml",
+            "ptc_default_branch adds to main instead of replacing it (runs)",
+            "or on (project) max by (project, branch) (pytest_runs_total",
+            "or max by (project, branch) (pytest_runs_total",
+        ),
+        (
+            "timing-blocks-prs.test.yml",
+            "two runs a day are enough",
+            "ptc:pytest_runs_other_branches:increase_1d >= 3",
+            "ptc:pytest_runs_other_branches:increase_1d >= 2",
         ),
     ];
     let mut survived = Vec::new();

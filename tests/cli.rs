@@ -132,7 +132,7 @@ fn dry_run_values_for_the_primary_fixture() {
     assert!(!t.contains("test_coverage_percentage"));
     assert_eq!(
         stderr(&o),
-        "dry run: 90 tests, 15 families; nothing pushed\n"
+        "dry run: 90 tests, 16 families; nothing pushed\n"
     );
 }
 
@@ -178,7 +178,7 @@ fn unknown_sizes_are_explained_once() {
         "warning: no size source: 5 of 6 tests have size \"unknown\", so no size distribution \
          is given (the 1 sized test does not describe the run). Have pytest write the plugin's report \
          (--test-size-report=json --test-size-report-file=size.json) and pass it with --size-report size.json\n\
-         dry run: 6 tests, 14 families; nothing pushed\n"
+         dry run: 6 tests, 15 families; nothing pushed\n"
     );
     let t = stdout(&o);
     assert!(!t.contains("pytest_test_size_distribution"), "{t}");
@@ -245,7 +245,7 @@ fn a_run_needs_a_junit_report() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).ends_with("dry run: 0 tests, 13 families; nothing pushed\n"),
+        stderr(&o).ends_with("dry run: 0 tests, 14 families; nothing pushed\n"),
         "{}",
         stderr(&o)
     );
@@ -295,7 +295,7 @@ fn identical_inputs_are_read_once() {
         assert!(t.contains(flaky) && t.contains(passed), "{second}:\n{t}");
         assert_eq!(
             stderr(&o),
-            format!("warning: {warning}\ndry run: 90 tests, 15 families; nothing pushed\n"),
+            format!("warning: {warning}\ndry run: 90 tests, 16 families; nothing pushed\n"),
             "{second}"
         );
     }
@@ -305,7 +305,7 @@ fn identical_inputs_are_read_once() {
     assert!(stdout(&o).contains(flaky));
     assert_eq!(
         stderr(&o),
-        format!("warning: {s} is given twice: read once\ndry run: 90 tests, 15 families; nothing pushed\n")
+        format!("warning: {s} is given twice: read once\ndry run: 90 tests, 16 families; nothing pushed\n")
     );
     // Coverage given as the file and its gzip copy: read once, the same percentage.
     let cov = fx.join("coverage.xml");
@@ -361,7 +361,7 @@ fn a_terminal_log_with_control_bytes_is_read() {
             // Every entry joined: no warning, no unknown size.
             assert_eq!(
                 stderr(&o),
-                "dry run: 4 tests, 15 families; nothing pushed\n",
+                "dry run: 4 tests, 16 families; nothing pushed\n",
                 "{v}"
             );
             let t = stdout(&o);

@@ -321,7 +321,7 @@ fn push_args(gateway: &str, project: &str) -> Vec<String> {
 }
 
 /// Starts the 4 shard pushes and the unsplit push at once; waits for all, asserting success.
-fn push_round(gateway: &str, shards: &[ShardFiles], archive: &Path) {
+fn push_round(gateway: &str, shards: &[ShardFiles], archive: &Path, round: usize) {
     let coverage = fixture_path("coverage.xml");
     let mut children: Vec<(String, Child)> = Vec::new();
     for (i, s) in shards.iter().enumerate() {
@@ -330,6 +330,8 @@ fn push_round(gateway: &str, shards: &[ShardFiles], archive: &Path) {
         a.extend(["--size-report".into(), s.size_report.display().to_string()]);
         a.extend(["--shard".into(), format!("{}/{SHARDS}", i + 1)]);
         a.extend(["--archive".into(), archive.display().to_string()]);
+        // The shards of one CI run share its id: the run counts once in its group shard="all".
+        a.extend(["--run-id".into(), format!("ci-run-{round}")]);
         if i == 0 {
             // The run's coverage comes with one shard (docs/ci-at-scale.md).
             a.extend(["--coverage".into(), coverage.display().to_string()]);
@@ -355,6 +357,43 @@ fn push_round(gateway: &str, shards: &[ShardFiles], archive: &Path) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `pytest_runs_with_timing_violations_total` on the gateway: `n` small runs for both
+/// projects (the split one in its group shard="all" only), nothing for the other sizes.
+fn assert_runs_with_timing_violations(pg: &Pushgateway, n: f64) {
+    let mut got: Vec<String> = pg
+        .metric_lines("pytest_runs_with_timing_violations_total")
+        .into_iter()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let project = if l.contains(SPLIT) { SPLIT } else { WHOLE };
+            let shard = l
+                .split("shard=\"")
+                .nth(1)
+                .map(|r| r[..r.find('"').unwrap()].to_string());
+            let size = l
+                .split("size=\"")
+                .nth(1)
+                .map(|r| r[..r.find('"').unwrap()].to_string());
+            let value: f64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+            format!(
+                "{project} {} {} {value}",
+                shard.as_deref().unwrap_or("-"),
+                size.unwrap_or_default()
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = Vec::new();
+    for (project, shard) in [(SPLIT, "all"), (WHOLE, "-")] {
+        for size in ["large", "medium", "small", "xlarge"] {
+            let v = if size == "small" { n } else { 0.0 };
+            want.push(format!("{project} {shard} {size} {v}"));
+        }
+    }
+    want.sort();
+    assert_eq!(got, want);
 }
 
 fn spawn(args: &[String]) -> Child {
@@ -465,7 +504,7 @@ fn a_run_split_into_four_shards_adds_up_to_the_unsplit_run_everywhere() {
 
     // Round 1 before Prometheus starts: every series exists from its first scrape on.
     let pg = Pushgateway::start();
-    push_round(&pg.url, &shards, &archive);
+    push_round(&pg.url, &shards, &archive, 1);
     let runs = pg.metric_lines("pytest_runs_total");
     let mut groups: Vec<String> = runs
         .iter()
@@ -484,6 +523,9 @@ fn a_run_split_into_four_shards_adds_up_to_the_unsplit_run_everywhere() {
         .chain([format!("{WHOLE} -")])
         .collect();
     assert_eq!(groups, want_groups, "one group per shard: {runs:?}");
+    // Shards 3 and 4 both have a small test over its limit: the run counts once, in the run's
+    // group (shard="all"), as the unsplit run does in its own; the shard groups carry none.
+    assert_runs_with_timing_violations(&pg, 1.0);
 
     let mut builder = Prometheus::builder().scrape(&[&pg.addr]);
     for f in [
@@ -503,7 +545,8 @@ fn a_run_split_into_four_shards_adds_up_to_the_unsplit_run_everywhere() {
         Duration::from_secs(30),
     );
     // Round 2: every cumulative series takes a step.
-    push_round(&pg.url, &shards, &archive);
+    push_round(&pg.url, &shards, &archive, 2);
+    assert_runs_with_timing_violations(&pg, 2.0);
     prom.wait_for(
         "pytest_runs_total == 2",
         |d| {
@@ -612,6 +655,35 @@ fn a_run_split_into_four_shards_adds_up_to_the_unsplit_run_everywhere() {
                     continue;
                 }
             };
+            // The rules about branches other than the default one: BRANCH is the default
+            // branch, so also over all branches, which must have data.
+            let all_branches = query.replace(
+                "unless on (project, branch) ptc:pytest_default_branch:info",
+                "",
+            );
+            if all_branches != query {
+                match instant(&all_branches) {
+                    Ok(s) => {
+                        let (split, whole, problems) = by_project(&s);
+                        failures.extend(problems.into_iter().map(|p| format!("rule {name}: {p}")));
+                        if whole.is_empty() {
+                            failures.push(format!("rule {name} over all branches: no data"));
+                        } else {
+                            nonempty.insert(format!("{name} over all branches"));
+                        }
+                        let want = want_for(query, whole_time, max_shard_time);
+                        if let Err(e) = compare(
+                            &format!("rule {name} over all branches"),
+                            &want,
+                            &split,
+                            &whole,
+                        ) {
+                            failures.push(format!("{e}\n  {all_branches}"));
+                        }
+                    }
+                    Err(e) => failures.push(format!("rule {name} over all branches: {e}")),
+                }
+            }
             let (split, whole, problems) = by_project(&samples);
             for p in problems {
                 failures.push(format!("rule {name}: {p}"));
@@ -635,6 +707,8 @@ fn a_run_split_into_four_shards_adds_up_to_the_unsplit_run_everywhere() {
         "ptc:project_last_run:timestamp_seconds",
         "ptc:max_push_age:seconds",
         "ptc:pytest_timing_violations:per_run_1w",
+        "ptc:pytest_runs_other_branches:increase_1d over all branches",
+        "ptc:pytest_runs_with_timing_violations_other_branches:ratio_1d over all branches",
         "ptc:ci_test_suite_duration_seconds:median_1d",
         "PytestFlakyRateHigh",
     ] {

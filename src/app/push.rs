@@ -1,12 +1,13 @@
 //! `push` and `delete`: read → derive → encode → Pushgateway and/or node_exporter textfile
 //! (or stdout with `--dry-run`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
 
 use super::{exit_for, Exit};
-use crate::config::{DeleteConfig, Delivery, PushConfig, PushgatewaySink};
+use crate::config::{DeleteConfig, Delivery, PushConfig, PushgatewaySink, RunGroup};
 use crate::derive::metrics::{self, Labels};
 use crate::derive::summarize;
 use crate::derive::totals::Totals;
@@ -38,7 +39,12 @@ pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     let labels = cfg.group.series_labels();
     match &cfg.delivery {
         Delivery::DryRun => {
-            let totals = Totals::of_run(&summary);
+            let mut totals = Totals::of_run(&summary);
+            if cfg.group.grouping.iter().any(|(k, _)| k == "shard") {
+                // A shard's group does not count runs with timing violations (its run's
+                // group does: docs/ci-at-scale.md).
+                totals.timing_runs.clear();
+            }
             let fams = metrics::families(&summary, &totals, &labels);
             let body = text::encode(&fams).context("encoding the exposition")?;
             stdout
@@ -128,7 +134,12 @@ fn to_gateway(
     stderr: &mut dyn Write,
 ) -> Result<usize> {
     let client = HttpClient::new(gw.http.clone())?;
-    let delta = Totals::of_run(summary);
+    let mut delta = Totals::of_run(summary);
+    // A shard's runs with timing violations count in the run's group, once over its shards.
+    let run_facts = match &gw.run_group {
+        Some(_) => std::mem::take(&mut delta.timing_runs),
+        None => Default::default(),
+    };
     let count = metrics::families(summary, &delta, labels).len();
     if !accumulate {
         let fams = metrics::families(summary, &delta, labels);
@@ -144,6 +155,9 @@ fn to_gateway(
     for w in &out.warnings {
         let _ = writeln!(stderr, "warning: {w}");
     }
+    if let Some(rg) = &gw.run_group {
+        to_run_group(&client, rg, &run_facts, stderr)?;
+    }
     if out.writes > 1 || out.applied_for_others > 0 {
         let _ = writeln!(
             stderr,
@@ -158,6 +172,66 @@ fn to_gateway(
         );
     }
     Ok(count)
+}
+
+/// Counts this shard's facts about its run (the sizes with timing violations) in the run's
+/// group, each once however many shards of the run report it (ids from the run id).
+fn to_run_group(
+    client: &HttpClient,
+    rg: &RunGroup,
+    timing_runs: &BTreeMap<String, f64>,
+    stderr: &mut dyn Write,
+) -> Result<()> {
+    let sizes: Vec<&String> = timing_runs
+        .iter()
+        .filter(|(_, v)| **v > 0.0)
+        .map(|(k, _)| k)
+        .collect();
+    if sizes.is_empty() {
+        return Ok(());
+    }
+    let url = rg.gateway.group_url().to_string();
+    let run = match &rg.run {
+        Some(r) => r.clone(),
+        None => {
+            let _ = writeln!(
+                stderr,
+                "warning: no CI run id for this shard: its timing violations count as a run of \
+                 their own in pytest_runs_with_timing_violations_total; give --run-id (the same \
+                 in every shard of the run) so that the run counts once"
+            );
+            format!("shard-push-{}", rand::random::<u64>())
+        }
+    };
+    let own: Vec<(u64, Totals)> = sizes
+        .iter()
+        .map(|size| {
+            let mut t = Totals::default();
+            t.timing_runs.insert((*size).clone(), 1.0);
+            (exact_push::run_id(&url, &run, &format!("timing {size}")), t)
+        })
+        .collect();
+    let labels: Labels = {
+        let mut l = vec![("job".to_string(), rg.gateway.job.clone())];
+        l.extend(
+            rg.gateway
+                .grouping
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .cloned(),
+        );
+        l
+    };
+    let body = |totals: &Totals| -> Result<String, String> {
+        text::encode(&metrics::run_group_families(totals, &labels))
+            .map_err(|e| format!("cannot encode the exposition: {e}"))
+    };
+    let out = exact_push::push_run_group(client, &rg.gateway, &own, &body)
+        .context("counting the run in its group shard=\"all\"")?;
+    for w in &out.warnings {
+        let _ = writeln!(stderr, "warning: {w}");
+    }
+    Ok(())
 }
 
 /// Writes the textfile, adding the previous file's totals first. Returns the number of families.

@@ -79,7 +79,7 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
             };
             cursor = Some(cum);
             newest = newest.max(g);
-            let mut t = Totals::of_run(&run.summary);
+            let mut t = run_totals(&run);
             if let Some(p) = &totals {
                 if let Err(e) = t.add(p) {
                     out.notes.push(format!(
@@ -88,7 +88,7 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
                     ));
                     let mut without = p.clone();
                     without.durations.clear();
-                    t = Totals::of_run(&run.summary);
+                    t = run_totals(&run);
                     // Without histograms nothing can mismatch.
                     let _ = t.add(&without);
                 }
@@ -127,6 +127,17 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
             .then_with(|| a.run.id.cmp(&b.run.id))
     });
     out
+}
+
+/// A run's own totals. A shard of a split run does not count runs with timing violations:
+/// `push` counts those once per run in the run's group (`shard="all"`), which backfill does
+/// not write (docs/ci-at-scale.md).
+fn run_totals(run: &ParsedRun) -> Totals {
+    let mut t = Totals::of_run(&run.summary);
+    if run.group.grouping.iter().any(|(k, _)| k == "shard") {
+        t.timing_runs.clear();
+    }
+    t
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use super::{
     CiDetectArgs, DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs, SeriesArgs,
 };
 use crate::ci_env::CiContext;
-use crate::config::{ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink};
+use crate::config::{
+    ConfigError, DeleteConfig, Delivery, PushConfig, PushgatewaySink, RunGroup, RUN_GROUP_SHARD,
+};
 use crate::sink::pushgateway::{PushMethod, PushgatewayConfig};
 use crate::sink::textfile::TextfileConfig;
 
@@ -58,6 +60,12 @@ pub struct PushArgs {
     /// `ptc-metrics backfill DIR`.
     #[arg(long, value_name = "DIR", env = "PTC_METRICS_ARCHIVE")]
     pub archive: Option<PathBuf>,
+    /// The CI run this job belongs to, the same in every shard of a split run (detected:
+    /// GitHub's run id and attempt, GitLab's pipeline, Jenkins' BUILD_TAG, CircleCI's
+    /// workflow, Buildkite's build, Azure's build id). Shards of one run use it to count the
+    /// run once (runs with timing violations); kept in run.json with --archive.
+    #[arg(long, value_name = "ID", env = "PTC_METRICS_RUN_ID")]
+    pub run_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -74,7 +82,16 @@ pub struct DeleteArgs {
 
 impl PushArgs {
     pub fn into_config(self, ci: &CiContext) -> Result<PushConfig, ConfigError> {
-        let ci = self.detect.context(ci);
+        let mut ci = self.detect.context(ci);
+        if let Some(id) = self.run_id.as_deref().map(str::trim) {
+            if id.is_empty() {
+                return Err(ConfigError(
+                    "--run-id is empty: give the CI run's id, the same in every shard of the run"
+                        .into(),
+                ));
+            }
+            ci.run_id = Some(id.to_string());
+        }
         let inputs = self.input.inputs()?;
         let derive = self.derive.config(Some(&self.series))?;
         let group = self.group.config(&ci)?;
@@ -92,18 +109,21 @@ impl PushArgs {
             }
             Delivery::Sinks {
                 pushgateway: url.map(|url| {
+                    let gateway = PushgatewayConfig {
+                        url,
+                        job: group.job.clone(),
+                        grouping: group.grouping.clone(),
+                        method: match self.method {
+                            MethodArg::Put => PushMethod::Put,
+                            MethodArg::Post => PushMethod::Post,
+                        },
+                        gzip: !self.no_gzip,
+                    };
+                    let run_group = run_group(&gateway, &ci);
                     Box::new(PushgatewaySink {
-                        gateway: Box::new(PushgatewayConfig {
-                            url,
-                            job: group.job.clone(),
-                            grouping: group.grouping.clone(),
-                            method: match self.method {
-                                MethodArg::Put => PushMethod::Put,
-                                MethodArg::Post => PushMethod::Post,
-                            },
-                            gzip: !self.no_gzip,
-                        }),
+                        gateway: Box::new(gateway),
                         http,
+                        run_group,
                     })
                 }),
                 textfile,
@@ -125,6 +145,19 @@ impl PushArgs {
             archive,
         })
     }
+}
+
+/// The run group of a shard's push (its grouping with `shard="all"`); `None` for a run in
+/// one piece.
+fn run_group(gateway: &PushgatewayConfig, ci: &CiContext) -> Option<RunGroup> {
+    let mut g = gateway.clone();
+    let shard = g.grouping.iter_mut().find(|(k, _)| k == "shard")?;
+    shard.1 = RUN_GROUP_SHARD.to_string();
+    g.method = PushMethod::Put;
+    Some(RunGroup {
+        gateway: g,
+        run: ci.run_id.clone(),
+    })
 }
 
 /// `--textfile PATH`: a file name node_exporter's textfile collector will read (`*.prom`).

@@ -12,6 +12,10 @@ use super::totals::{present_sizes, Totals};
 use super::{test_label, Summary};
 use crate::model::{Resource, Size};
 
+/// Help of `pytest_runs_with_timing_violations_total`, also for the run group of a split run.
+pub const RUNS_WITH_TIMING_HELP: &str = "Runs with at least one timing violation of this size, \
+     cumulative; a run split over shards counts once, in its group shard=\"all\".";
+
 /// `(name, value)` label pairs of the group: `job`, `project`, `branch`, `--label`s.
 pub type Labels = Vec<(String, String)>;
 
@@ -272,6 +276,17 @@ pub fn families(s: &Summary, totals: &Totals, group: &Labels) -> Vec<MetricFamil
         COUNTER,
         m,
     );
+    let m = totals
+        .timing_runs
+        .iter()
+        .map(|(sz, v)| b.counter(&[("size", sz)], *v))
+        .collect();
+    b.family(
+        "pytest_runs_with_timing_violations_total",
+        RUNS_WITH_TIMING_HELP,
+        COUNTER,
+        m,
+    );
     if let Some(c) = &s.coverage {
         let m = vec![b.gauge(&[], c.percentage())];
         b.family(
@@ -310,6 +325,30 @@ pub fn families(s: &Summary, totals: &Totals, group: &Labels) -> Vec<MetricFamil
     }
     fams.sort_by(|a, b| a.name().cmp(b.name()));
     fams
+}
+
+/// The families of a split run's own group (`shard="all"`, `group` its labels): the facts
+/// counted once per run over its shards. Every real size is present (0 when none), so that
+/// `increase()` sees the series from the start.
+pub fn run_group_families(totals: &Totals, group: &Labels) -> Vec<MetricFamily> {
+    let mut b = Builder {
+        group,
+        families: Vec::new(),
+    };
+    let m = Size::SIZED
+        .iter()
+        .map(|sz| {
+            let v = totals.timing_runs.get(sz.as_str()).copied().unwrap_or(0.0);
+            b.counter(&[("size", sz.as_str())], v)
+        })
+        .collect();
+    b.family(
+        "pytest_runs_with_timing_violations_total",
+        RUNS_WITH_TIMING_HELP,
+        MetricType::COUNTER,
+        m,
+    );
+    b.families
 }
 
 fn label_key(m: &Metric) -> Vec<(&str, &str)> {

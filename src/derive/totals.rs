@@ -1,6 +1,7 @@
 //! Running totals of the cumulative families (METRICS.md §3): `pytest_runs_total`,
 //! `pytest_tests_total`, `pytest_test_duration_seconds`, `pytest_timing_violations_total`,
-//! `pytest_flaky_tests_total` and `ci_test_failures_total`. A run's own totals are added to the previous ones a sink
+//! `pytest_flaky_tests_total`, `pytest_runs_with_timing_violations_total` and
+//! `ci_test_failures_total`. A run's own totals are added to the previous ones a sink
 //! read back (Pushgateway group, textfile) or kept (backfill state), so the series only grow.
 
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct Totals {
     pub timing: BTreeMap<String, f64>,
     /// `size` → flaky tests (passed only after a rerun).
     pub flaky: BTreeMap<String, f64>,
+    /// `size` → runs with at least one timing violation of that size. Empty in the group of
+    /// one shard of a split run: a run is counted once, in its run group (`shard="all"`).
+    pub timing_runs: BTreeMap<String, f64>,
     /// `failure_type` → failed and errored tests.
     pub failures: BTreeMap<String, f64>,
 }
@@ -78,10 +82,10 @@ impl Totals {
             }
         }
         for size in Size::SIZED {
-            t.timing.insert(
-                size.as_str().to_string(),
-                s.timing_violations[size.index()] as f64,
-            );
+            let n = s.timing_violations[size.index()];
+            t.timing.insert(size.as_str().to_string(), n as f64);
+            t.timing_runs
+                .insert(size.as_str().to_string(), if n > 0 { 1.0 } else { 0.0 });
         }
         for f in FailureType::ALL {
             t.failures
@@ -102,6 +106,9 @@ impl Totals {
         }
         for (k, v) in &prev.flaky {
             *self.flaky.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &prev.timing_runs {
+            *self.timing_runs.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &prev.failures {
             *self.failures.entry(k.clone()).or_default() += v;
@@ -140,6 +147,9 @@ struct TotalsRepr {
     /// Absent from state files written before `pytest_flaky_tests_total` existed.
     #[serde(default)]
     flaky: BTreeMap<String, f64>,
+    /// Absent from state files written before `pytest_runs_with_timing_violations_total`.
+    #[serde(default)]
+    timing_runs: BTreeMap<String, f64>,
     failures: BTreeMap<String, f64>,
 }
 
@@ -182,6 +192,7 @@ impl From<Totals> for TotalsRepr {
                 .collect(),
             timing: t.timing,
             flaky: t.flaky,
+            timing_runs: t.timing_runs,
             failures: t.failures,
         }
     }
@@ -203,6 +214,7 @@ impl From<TotalsRepr> for Totals {
                 .collect(),
             timing: r.timing,
             flaky: r.flaky,
+            timing_runs: r.timing_runs,
             failures: r.failures,
         }
     }

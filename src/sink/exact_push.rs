@@ -86,13 +86,61 @@ pub fn push_exact(
     body: &dyn Fn(&Totals) -> Result<String, String>,
 ) -> Result<Outcome, DeliveryError> {
     let id: u64 = rand::rng().random_range(1..(1u64 << 52));
-    let pending_cfg = cfg.pending(id);
-    let pending_text = pending_body(delta);
+    push_deltas(client, cfg, &[(id, delta.clone())], 0, body)
+}
+
+/// Ledger entries a run group keeps after their pending groups are gone (see [`run_id`]).
+pub const RUN_LEDGER_KEEP: usize = 512;
+
+/// The id of one fact about one run (`what`, e.g. "a timing violation of size small") in a
+/// group: the same in every shard of the run, so that the shards' pending pushes of it are
+/// one, and the run counts once however many of its shards report it. Below 2⁵².
+pub fn run_id(group_url: &str, run: &str, what: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [group_url, run, what] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(b) >> 12).max(1)
+}
+
+/// Pushes to the group of a run split over shards (`shard="all"`): each of `own` is a fact of
+/// the run with a [`run_id`], counted once over all shards that push it. The ledger keeps the
+/// last [`RUN_LEDGER_KEEP`] ids after their pending groups are cleaned up, so a shard that
+/// pushes long after the others (a queued job) is still recognised.
+pub fn push_run_group(
+    client: &HttpClient,
+    cfg: &PushgatewayConfig,
+    own: &[(u64, Totals)],
+    body: &dyn Fn(&Totals) -> Result<String, String>,
+) -> Result<Outcome, DeliveryError> {
+    push_deltas(client, cfg, own, RUN_LEDGER_KEEP, body)
+}
+
+/// The protocol for the deltas `own` (id, delta), each in a pending group of its own.
+/// `keep` ledger entries are kept after their pending group is gone (0: none).
+fn push_deltas(
+    client: &HttpClient,
+    cfg: &PushgatewayConfig,
+    own: &[(u64, Totals)],
+    keep: usize,
+    body: &dyn Fn(&Totals) -> Result<String, String>,
+) -> Result<Outcome, DeliveryError> {
+    let ids: Vec<u64> = own.iter().map(|(id, _)| *id).collect();
+    let id = ids.first().copied().unwrap_or_default();
     let mut out = Outcome::default();
 
     // 1 and the first read of 2, side by side.
     let (put, read) = std::thread::scope(|s| {
-        let put = s.spawn(|| pushgateway::push(client, &pending_cfg, &pending_text));
+        let put = s.spawn(|| {
+            own.iter().try_for_each(|(id, delta)| {
+                pushgateway::push(client, &cfg.pending(*id), &pending_body(delta))
+            })
+        });
         let read = read_group(client, cfg);
         (put.join(), read)
     });
@@ -108,8 +156,8 @@ pub fn push_exact(
     }
     let mut wrote = false;
     loop {
-        let unapplied = unapplied(&view, id);
-        match step(&view, id, wrote, &unapplied) {
+        let unapplied = unapplied(&view, &ids);
+        match step(&view, &ids, wrote, &unapplied) {
             Step::Done => break,
             Step::HandedOver => {
                 out.handed_over = true;
@@ -131,18 +179,17 @@ pub fn push_exact(
         // time first, so that the grace of step 4 runs from its counting, not its making.
         for pid in &unapplied {
             if let Some(p) = view.pending.get(pid) {
-                if *pid != id && p.pushed_at < view.newest_push - GRACE_SECONDS / 2.0 {
+                if !ids.contains(pid) && p.pushed_at < view.newest_push - GRACE_SECONDS / 2.0 {
                     if let Some(t) = &p.totals {
                         pushgateway::push(client, &cfg.pending(*pid), &pending_body(t))?;
                     }
                 }
             }
         }
-        let (totals, ledger, warnings) = merge(&view, id, delta, &unapplied);
+        let (totals, ledger, warnings) = merge(&view, own, &unapplied, keep);
         out.warnings.extend(warnings);
-        out.applied_for_others = out
-            .applied_for_others
-            .max(unapplied.len().saturating_sub(1));
+        let others = unapplied.iter().filter(|u| !ids.contains(u)).count();
+        out.applied_for_others = out.applied_for_others.max(others);
         let mut text = body(&totals).map_err(DeliveryError::Setup)?;
         text.push_str(&ledger_text(&ledger));
         let started = std::time::Instant::now();
@@ -167,7 +214,7 @@ pub fn push_exact(
         .pending
         .iter()
         .filter(|(pid, p)| {
-            **pid != id
+            !ids.contains(pid)
                 && view.ledger.contains(pid)
                 && p.pushed_at < view.newest_push - GRACE_SECONDS
         })
@@ -200,8 +247,8 @@ enum Step {
     Merge,
 }
 
-fn step(view: &GroupView, id: u64, wrote: bool, unapplied: &[u64]) -> Step {
-    match (wrote, view.ledger.contains(&id)) {
+fn step(view: &GroupView, ids: &[u64], wrote: bool, unapplied: &[u64]) -> Step {
+    match (wrote, ids.iter().all(|id| view.ledger.contains(id))) {
         (false, _) => Step::Merge,
         (true, false) => Step::HandedOver,
         (true, true) if unapplied.is_empty() => Step::Done,
@@ -209,51 +256,67 @@ fn step(view: &GroupView, id: u64, wrote: bool, unapplied: &[u64]) -> Step {
     }
 }
 
-/// Pending pushes not yet in the ledger (ids ascending), this one always among them when it
-/// is not in the ledger, even if its pending group is not visible yet.
-fn unapplied(view: &GroupView, id: u64) -> Vec<u64> {
+/// Pending pushes not yet in the ledger (ids ascending), this push's own always among them
+/// when not in the ledger, even if their pending groups are not visible yet.
+fn unapplied(view: &GroupView, own_ids: &[u64]) -> Vec<u64> {
     let mut ids: BTreeSet<u64> = view
         .pending
         .iter()
         .filter(|(pid, p)| !view.ledger.contains(pid) && p.totals.is_some())
         .map(|(pid, _)| *pid)
         .collect();
-    if !view.ledger.contains(&id) {
-        ids.insert(id);
+    for id in own_ids {
+        if !view.ledger.contains(id) {
+            ids.insert(*id);
+        }
     }
     ids.into_iter().collect()
 }
 
-/// The group's totals plus the unapplied deltas, and the new ledger: the old one without ids
-/// whose pending group is gone, plus the ids added.
+/// The group's totals plus the unapplied deltas, and the new ledger in slot order: the old
+/// one without ids whose pending group is gone (but the last `keep` of them), plus the ids
+/// added.
 fn merge(
     view: &GroupView,
-    id: u64,
-    delta: &Totals,
+    own: &[(u64, Totals)],
     unapplied: &[u64],
-) -> (Totals, BTreeSet<u64>, Vec<String>) {
+    keep: usize,
+) -> (Totals, Vec<u64>, Vec<String>) {
     let mut totals = view.totals.clone().unwrap_or_default();
     let mut warnings = Vec::new();
     for pid in unapplied {
-        let d = if *pid == id {
-            delta
-        } else {
-            match view.pending.get(pid).and_then(|p| p.totals.as_ref()) {
+        let d = match own.iter().find(|(id, _)| id == pid) {
+            Some((_, d)) => d,
+            None => match view.pending.get(pid).and_then(|p| p.totals.as_ref()) {
                 Some(t) => t,
                 None => continue,
-            }
+            },
         };
         if let Some(w) = add_lenient(&mut totals, d) {
             warnings.push(w);
         }
     }
-    let mut ledger: BTreeSet<u64> = view
-        .ledger
+    // Slot order, then any id without a slot (written by an older version).
+    let mut order: Vec<u64> = view.ledger_by_slot.values().copied().collect();
+    let slotted: BTreeSet<u64> = order.iter().copied().collect();
+    order.extend(view.ledger.iter().filter(|l| !slotted.contains(l)));
+    let gone = order
         .iter()
-        .filter(|l| view.pending.contains_key(l))
-        .copied()
-        .collect();
-    ledger.extend(unapplied.iter().copied());
+        .filter(|l| !view.pending.contains_key(l))
+        .count();
+    let mut drop = gone.saturating_sub(keep);
+    let mut ledger: Vec<u64> = Vec::with_capacity(order.len() + unapplied.len());
+    let mut seen = BTreeSet::new();
+    for l in order {
+        if !view.pending.contains_key(&l) && drop > 0 {
+            drop -= 1;
+            continue;
+        }
+        if seen.insert(l) {
+            ledger.push(l);
+        }
+    }
+    ledger.extend(unapplied.iter().filter(|u| seen.insert(**u)));
     (totals, ledger, warnings)
 }
 
@@ -281,7 +344,7 @@ pub fn add_lenient(acc: &mut Totals, d: &Totals) -> Option<String> {
 
 /// The ledger family: one series per id, `slot` 0…n-1 (bounded label values), the id as the
 /// value (exact: ids are below 2⁵²).
-fn ledger_text(ledger: &BTreeSet<u64>) -> String {
+fn ledger_text(ledger: &[u64]) -> String {
     let mut s = format!(
         "# HELP {f} Pushes whose values this group's counters include (ptc-metrics exact \
          accumulation; internal).\n# TYPE {f} gauge\n",
@@ -334,6 +397,7 @@ mod tests {
             exists: totals.is_some(),
             totals,
             ledger: ledger.iter().copied().collect(),
+            ledger_by_slot: (0u64..).zip(ledger.iter().copied()).collect(),
             pending: pending
                 .iter()
                 .map(|(id, t)| {
@@ -362,14 +426,14 @@ mod tests {
                 (42, run(1.0, 30.0)),
             ],
         );
-        let un = unapplied(&v, 42);
+        let un = unapplied(&v, &[42]);
         assert_eq!(un, vec![8, 42]);
-        let (t, ledger, w) = merge(&v, 42, &run(1.0, 30.0), &un);
+        let (t, ledger, w) = merge(&v, &[(42, run(1.0, 30.0))], &un, 0);
         assert!(w.is_empty());
         assert_eq!(t.runs, 5.0);
         assert_eq!(t.tests[&("small".into(), "passed".into())], 150.0);
         assert_eq!(t.durations[&("small".into(), "passed".into())].count, 150.0);
-        assert_eq!(ledger, BTreeSet::from([7, 8, 42]));
+        assert_eq!(ledger, vec![7, 8, 42]);
         // Once in the ledger, nothing is added again.
         let v2 = view(
             Some(t),
@@ -380,16 +444,16 @@ mod tests {
                 (42, run(1.0, 30.0)),
             ],
         );
-        assert!(unapplied(&v2, 42).is_empty());
+        assert!(unapplied(&v2, &[42]).is_empty());
     }
 
     #[test]
     fn own_push_counts_even_before_its_pending_group_is_visible() {
         let v = view(None, &[], &[]);
-        let un = unapplied(&v, 5);
+        let un = unapplied(&v, &[5]);
         assert_eq!(un, vec![5]);
-        let (t, ledger, _) = merge(&v, 5, &run(1.0, 2.0), &un);
-        assert_eq!((t.runs, ledger), (1.0, BTreeSet::from([5])));
+        let (t, ledger, _) = merge(&v, &[(5, run(1.0, 2.0))], &un, 0);
+        assert_eq!((t.runs, ledger), (1.0, vec![5]));
     }
 
     #[test]
@@ -413,26 +477,76 @@ mod tests {
     fn the_last_writer_finishes_and_the_others_hand_over() {
         let t = run(1.0, 1.0);
         // Before the first write: always merge.
-        assert_eq!(step(&view(None, &[], &[]), 7, false, &[7]), Step::Merge);
+        assert_eq!(step(&view(None, &[], &[]), &[7], false, &[7]), Step::Merge);
         // Own id counted, nothing missing: done.
         let v = view(Some(t.clone()), &[7], &[(7, t.clone())]);
-        assert_eq!(step(&v, 7, true, &unapplied(&v, 7)), Step::Done);
+        assert_eq!(step(&v, &[7], true, &unapplied(&v, &[7])), Step::Done);
         // Own id counted, another pending push missing (its writer read earlier): merge.
         let v = view(Some(t.clone()), &[7], &[(7, t.clone()), (9, t.clone())]);
-        assert_eq!(unapplied(&v, 7), vec![9]);
-        assert_eq!(step(&v, 7, true, &unapplied(&v, 7)), Step::Merge);
+        assert_eq!(unapplied(&v, &[7]), vec![9]);
+        assert_eq!(step(&v, &[7], true, &unapplied(&v, &[7])), Step::Merge);
         // Own write replaced by a later one without this id: hand over.
         let v = view(Some(t.clone()), &[9], &[(7, t.clone()), (9, t)]);
-        assert_eq!(step(&v, 7, true, &unapplied(&v, 7)), Step::HandedOver);
+        assert_eq!(step(&v, &[7], true, &unapplied(&v, &[7])), Step::HandedOver);
     }
 
     #[test]
     fn ledger_ids_are_exact_integers() {
-        let l = BTreeSet::from([1, (1u64 << 52) - 1]);
+        let l = [1, (1u64 << 52) - 1];
         let t = ledger_text(&l);
         assert!(
             t.ends_with("ptc_push_ledger{slot=\"1\"} 4503599627370495\n"),
             "{t}"
         );
+    }
+
+    fn timing_run(size: &str) -> Totals {
+        let mut t = Totals::default();
+        t.timing_runs.insert(size.into(), 1.0);
+        t
+    }
+
+    #[test]
+    fn a_fact_pushed_by_several_shards_counts_once() {
+        let url = "http://gw/metrics/job/pytest/project/app/shard/all";
+        let small = run_id(url, "4711", "timing small");
+        assert_eq!(small, run_id(url, "4711", "timing small"));
+        assert_ne!(small, run_id(url, "4712", "timing small"));
+        assert_ne!(small, run_id(url, "4711", "timing medium"));
+        assert!(small > 0 && small < 1 << 52);
+        // Shard 1 counted it; shard 3 (same id, same delta) finds it in the ledger.
+        let v = view(
+            Some(timing_run("small")),
+            &[small],
+            &[(small, timing_run("small"))],
+        );
+        assert!(unapplied(&v, &[small]).is_empty());
+        assert_eq!(step(&v, &[small], false, &[]), Step::Merge);
+        let (t, ledger, _) = merge(&v, &[(small, timing_run("small"))], &[], RUN_LEDGER_KEEP);
+        assert_eq!((t.timing_runs["small"], ledger), (1.0, vec![small]));
+        assert_eq!(step(&v, &[small], true, &[]), Step::Done);
+    }
+
+    #[test]
+    fn a_run_group_keeps_the_last_ids_after_their_pending_groups_are_gone() {
+        // Ledger 1..=6 in slot order, pending groups of 5 and 6 still there, keep 2: the
+        // oldest gone ids (1, 2) are dropped, 3 and 4 kept, then 5, 6 and the new 9.
+        let v = view(
+            Some(timing_run("small")),
+            &[1, 2, 3, 4, 5, 6],
+            &[(5, timing_run("small")), (6, timing_run("small"))],
+        );
+        let (_, ledger, _) = merge(&v, &[(9, timing_run("large"))], &[9], 2);
+        assert_eq!(ledger, vec![3, 4, 5, 6, 9]);
+        // A plain group keeps none of them.
+        let (_, ledger, _) = merge(&v, &[(9, timing_run("large"))], &[9], 0);
+        assert_eq!(ledger, vec![5, 6, 9]);
+        // A straggler whose id was kept is not counted again.
+        let v = view(
+            Some(timing_run("small")),
+            &[3, 4],
+            &[(3, timing_run("small"))],
+        );
+        assert!(unapplied(&v, &[3]).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::derive::totals::{HistTotal, Totals};
 
 /// Every family METRICS.md §3 defines: what a file of ours may hold.
-pub const FAMILIES: [&str; 19] = [
+pub const FAMILIES: [&str; 20] = [
     "ci_test_failures_total",
     "ci_test_suite_duration_seconds",
     "pytest_baseline_violations",
@@ -17,6 +17,7 @@ pub const FAMILIES: [&str; 19] = [
     "pytest_hermeticity_violations",
     "pytest_last_run_timestamp_seconds",
     "pytest_runs_total",
+    "pytest_runs_with_timing_violations_total",
     "pytest_test_case_duration_seconds",
     "pytest_test_duration_seconds",
     "pytest_test_size_distribution",
@@ -31,8 +32,9 @@ pub const FAMILIES: [&str; 19] = [
 ];
 
 /// The cumulative families: what a sink adds up across runs.
-pub const CUMULATIVE: [&str; 6] = [
+pub const CUMULATIVE: [&str; 7] = [
     "pytest_runs_total",
+    "pytest_runs_with_timing_violations_total",
     "pytest_tests_total",
     "pytest_timing_violations_total",
     "pytest_flaky_tests_total",
@@ -103,6 +105,9 @@ impl TotalsBuilder {
             }
             "pytest_timing_violations_total" => *t.timing.entry(label("size")).or_default() += v,
             "pytest_flaky_tests_total" => *t.flaky.entry(label("size")).or_default() += v,
+            "pytest_runs_with_timing_violations_total" => {
+                *t.timing_runs.entry(label("size")).or_default() += v
+            }
             "ci_test_failures_total" => *t.failures.entry(label("failure_type")).or_default() += v,
             _ => {
                 let h = self

@@ -35,6 +35,8 @@ pub struct GroupView {
     pub totals: Option<Totals>,
     /// Ids of the pushes its counters include ([`LEDGER_FAMILY`]).
     pub ledger: BTreeSet<u64>,
+    /// The same ids by their `slot` (the order they were written in: oldest first).
+    pub ledger_by_slot: BTreeMap<u64, u64>,
     /// Pending pushes of this group (groups with [`PENDING_LABEL`] added), by id.
     pub pending: BTreeMap<u64, PendingPush>,
     /// The newest `push_time_seconds` among these groups: the gateway's clock, nearly.
@@ -204,9 +206,11 @@ fn group_from(
             },
             None => None,
         };
-        if name == LEDGER_FAMILY {
-            rest.remove("slot");
-        }
+        let slot = if name == LEDGER_FAMILY {
+            rest.remove("slot").and_then(|v| v.parse::<u64>().ok())
+        } else {
+            None
+        };
         let bounds = if is_pending && name == PENDING_BOUNDS {
             rest.remove("bounds")
         } else {
@@ -226,6 +230,9 @@ fn group_from(
         if name == LEDGER_FAMILY && id.is_none() && !is_pending {
             if s.value >= 1.0 && s.value < (1u64 << 53) as f64 && s.value.fract() == 0.0 {
                 view.ledger.insert(s.value as u64);
+                if let Some(slot) = slot {
+                    view.ledger_by_slot.insert(slot, s.value as u64);
+                }
             }
             return Ok(());
         }

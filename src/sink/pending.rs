@@ -120,6 +120,20 @@ pub fn pending_body(t: &Totals) -> String {
             .map(|(size, v)| format!("pytest_flaky_tests_total{{{}}} {v}", one("size", size)))
             .collect(),
     );
+    family(
+        "pytest_runs_with_timing_violations_total",
+        "counter",
+        t.timing_runs
+            .iter()
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(size, v)| {
+                format!(
+                    "pytest_runs_with_timing_violations_total{{{}}} {v}",
+                    one("size", size)
+                )
+            })
+            .collect(),
+    );
     s
 }
 
