@@ -220,7 +220,7 @@ fn max_coverage_files_keeps_the_largest() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "warning: 2 files have uncovered lines; keeping the 1 with the most (--max-coverage-files)\n\
-         dry run: 90 tests, 18 families; nothing pushed\n"
+         dry run: 90 tests, 19 families; nothing pushed\n"
     );
     // The percentage still counts every file.
     assert!((series(&t, "test_coverage_percentage")[0].1 - 4700.0 / 55.0).abs() < 1e-9);
@@ -304,7 +304,7 @@ fn max_coverage_files_keeps_the_least_covered_modules() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "warning: 3 modules have coverage; keeping the 2 least covered (--max-coverage-files)\n\
-         dry run: 90 tests, 18 families; nothing pushed\n"
+         dry run: 90 tests, 19 families; nothing pushed\n"
     );
 }
 

@@ -606,7 +606,7 @@ fn server_errors_are_retried_then_the_push_lands_once() {
     assert_eq!(
         r.stderr,
         format!(
-            "pushed 90 tests (15 families) to {}/metrics/job/pytest/project/p\n",
+            "pushed 90 tests (16 families) to {}/metrics/job/pytest/project/p\n",
             f.url
         )
     );
@@ -717,7 +717,7 @@ fn a_write_whose_answer_is_lost_is_sent_again_and_counted_once() {
     assert_eq!(
         r.stderr,
         format!(
-            "pushed 90 tests (15 families) to {}/metrics/job/pytest/project/p\n",
+            "pushed 90 tests (16 families) to {}/metrics/job/pytest/project/p\n",
             f.url
         )
     );

@@ -116,7 +116,7 @@ fn push_accumulates_across_runs() {
         let e = ok(&push(&args));
         assert_eq!(
             e,
-            format!("pushed 90 tests (18 families) to {}/metrics/job/pytest/project/{project}/branch/main\n", pg.url)
+            format!("pushed 90 tests (19 families) to {}/metrics/job/pytest/project/{project}/branch/main\n", pg.url)
         );
         let data = pg.api_metrics();
         let g = group(

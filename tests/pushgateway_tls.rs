@@ -117,7 +117,7 @@ fn https_with_ca_file_and_basic_auth() {
     assert_eq!(o.status.code(), Some(0), "{e}");
     assert!(
         e.ends_with(&format!(
-            "pushed 90 tests (14 families) to {url}/metrics/job/pytest/project/tls\n"
+            "pushed 90 tests (15 families) to {url}/metrics/job/pytest/project/tls\n"
         )),
         "{e}"
     );

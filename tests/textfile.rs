@@ -82,7 +82,7 @@ fn cumulative_families_continue_from_the_previous_file() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stderr(&o),
-        format!("wrote 90 tests (15 families) to {ps}\n")
+        format!("wrote 90 tests (16 families) to {ps}\n")
     );
     let first = read(&p);
     promtool_check_metrics(&first);
@@ -380,7 +380,7 @@ fn another_group_in_the_file_is_replaced_with_a_warning() {
         format!(
             "warning: textfile {ps} held series of another group ({{job=\"pytest\",project=\"shop\"}}); \
              this write replaces them, and this group's totals start from this run. Use one \
-             --textfile per group\nwrote 90 tests (15 families) to {ps}\n"
+             --textfile per group\nwrote 90 tests (16 families) to {ps}\n"
         )
     );
     let t = read(&p);
@@ -439,10 +439,10 @@ fn textfile_and_gateway_each_continue_from_their_own_values() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
-        e.contains(&format!("wrote 90 tests (15 families) to {ps}\n")),
+        e.contains(&format!("wrote 90 tests (16 families) to {ps}\n")),
         "{e}"
     );
-    assert!(e.contains("pushed 90 tests (15 families) to "), "{e}");
+    assert!(e.contains("pushed 90 tests (16 families) to "), "{e}");
     assert_eq!(value(&read(&p), &format!("pytest_runs_total{SHOP}")), 2.0);
     let lines = pg.metric_lines("pytest_runs_total");
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -469,7 +469,7 @@ fn a_failing_gateway_does_not_stop_the_textfile() {
     let e = stderr(&o);
     assert!(
         e.starts_with(&format!(
-            "wrote 90 tests (15 families) to {ps}\nerror: GET {dead}/metrics: "
+            "wrote 90 tests (16 families) to {ps}\nerror: GET {dead}/metrics: "
         )),
         "{e}"
     );

@@ -179,6 +179,7 @@ pub struct GroupArgs {
     /// the second of 4). Each shard is its own group, labelled shard="2/4" (no label when
     /// TOTAL is 1). push and delete detect it from GitLab, CircleCI, Buildkite and Azure
     /// parallel jobs when not given; on GitHub Actions and Jenkins pass it from the matrix.
+    /// delete --shard all: the group the shards of a split run share.
     #[arg(long, value_name = "INDEX/TOTAL", env = "PTC_METRICS_SHARD")]
     pub shard: Option<String>,
 }

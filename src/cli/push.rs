@@ -186,8 +186,19 @@ fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
 }
 
 impl DeleteArgs {
-    pub fn into_config(self, ci: &CiContext) -> Result<DeleteConfig, ConfigError> {
-        let group = self.group.config(&self.detect.context(ci))?;
+    pub fn into_config(mut self, ci: &CiContext) -> Result<DeleteConfig, ConfigError> {
+        // `--shard all`: the group a split run's shards share (runs with timing violations).
+        let run_group = self.group.shard.as_deref().map(str::trim) == Some(RUN_GROUP_SHARD);
+        if run_group {
+            self.group.shard = None;
+        }
+        let mut group = self.group.config(&self.detect.context(ci))?;
+        if run_group {
+            group.grouping.retain(|(k, _)| k != "shard");
+            group
+                .grouping
+                .push(("shard".to_string(), RUN_GROUP_SHARD.to_string()));
+        }
         let mut http = self.gateway.http()?;
         self.deadline.apply(&mut http)?;
         let Some(url) = self.gateway.gateway_url()? else {
@@ -523,6 +534,86 @@ mod tests {
         assert_eq!(
             c.gateway.group_path(),
             "/metrics/job/pytest/project/app/ci_job/test/shard@base64/NC80"
+        );
+    }
+
+    #[test]
+    fn a_shard_push_counts_its_run_in_the_run_group() {
+        let c = push(&[
+            "r.xml",
+            "--gateway",
+            "http://gw:9091",
+            "--project",
+            "app",
+            "--shard",
+            "2/4",
+            "--run-id",
+            "4711",
+        ])
+        .unwrap();
+        let Delivery::Sinks {
+            pushgateway: Some(g),
+            ..
+        } = c.delivery
+        else {
+            panic!("{:?}", c.delivery)
+        };
+        let rg = g.run_group.expect("a run group");
+        assert_eq!(rg.run.as_deref(), Some("4711"));
+        assert_eq!(
+            rg.gateway.group_path(),
+            "/metrics/job/pytest/project/app/shard/all"
+        );
+        // A run in one piece has none; an empty --run-id is refused.
+        let c = push(&["r.xml", "--gateway", "http://gw:9091", "--shard", "1/1"]).unwrap();
+        let Delivery::Sinks {
+            pushgateway: Some(g),
+            ..
+        } = c.delivery
+        else {
+            panic!()
+        };
+        assert!(g.run_group.is_none());
+        assert_eq!(
+            push(&["r.xml", "--gateway", "http://gw:9091", "--run-id", " "])
+                .unwrap_err()
+                .0,
+            "--run-id is empty: give the CI run's id, the same in every shard of the run"
+        );
+        // GitHub: a re-run attempt is a run of its own.
+        let ci = crate::ci_env::detect(&|k: &str| {
+            [
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_RUN_ID", "99"),
+                ("GITHUB_RUN_ATTEMPT", "2"),
+            ]
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+        });
+        assert_eq!(ci.run_id.as_deref(), Some("99.2"));
+    }
+
+    #[test]
+    fn delete_shard_all_is_the_run_group() {
+        let cli = Cli::try_parse_from([
+            "ptc-metrics",
+            "delete",
+            "--gateway",
+            "http://gw:9091",
+            "--project",
+            "app",
+            "--shard",
+            "all",
+        ])
+        .unwrap();
+        let Command::Delete(d) = cli.command else {
+            panic!()
+        };
+        let c = d.into_config(&circle("0", "4")).unwrap();
+        assert_eq!(
+            c.gateway.group_path(),
+            "/metrics/job/pytest/project/app/ci_job/test/shard/all"
         );
     }
 
