@@ -876,6 +876,100 @@ fn verify_finds_the_runs_in_victoria_metrics_and_prometheus_and_not_where_they_a
     );
 }
 
+/// Two CI runs, each split over 2 shards whose every shard has small timing violations,
+/// archived by `push --archive` (different report content per shard, run.json timestamps an
+/// hour ago), backfilled by remote write with --verify: each run counts once in the run's
+/// group `shard="all"`, the shard groups carry none of it, and --verify passes.
+#[test]
+fn split_runs_count_once_in_their_run_group_by_remote_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let fx = backfill_archive::fixtures();
+    let junit = std::fs::read_to_string(fx.join("junit-xunit2.xml")).unwrap();
+    let start = now_s() - 3600;
+    for (r, run) in ["run-1", "run-2"].iter().enumerate() {
+        for shard in 1..=2 {
+            let f = tmp.path().join(format!("junit-{run}-{shard}.xml"));
+            std::fs::write(&f, format!("{junit}<!-- {run} shard {shard} -->\n")).unwrap();
+            let o = cli()
+                .args([
+                    "push",
+                    "--dry-run",
+                    &p(&f),
+                    "--size-report",
+                    &p(&fx.join("size-report.json")),
+                    "--no-ci-detect",
+                    "--project",
+                    "bf-split",
+                    "--branch",
+                    "feat",
+                    "--shard",
+                    &format!("{shard}/2"),
+                    "--run-id",
+                    run,
+                    "--archive",
+                    &p(&archive),
+                ])
+                .output()
+                .unwrap();
+            assert_exit(&o, 0, "push --archive of a shard");
+            // Recent, so that VictoriaMetrics keeps the samples: the run.json time wins.
+            let newest = std::fs::read_dir(&archive)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|d| {
+                    let m = std::fs::read_to_string(d.join("run.json")).unwrap();
+                    m.contains(&format!("\"{run}\"")) && m.contains(&format!("\"{shard}/2\""))
+                })
+                .unwrap();
+            let mut meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(newest.join("run.json")).unwrap())
+                    .unwrap();
+            meta["timestamp"] = serde_json::json!(start + 600 * r as i64 + shard);
+            std::fs::write(newest.join("run.json"), meta.to_string()).unwrap();
+        }
+    }
+    let vm = VictoriaMetrics::start();
+    let state = tmp.path().join("vm.state");
+    let o = backfill(&[
+        &p(&archive),
+        "--remote-write",
+        &vm.remote_write_url(),
+        "--verify",
+        &vm.url,
+        "--state",
+        &p(&state),
+    ]);
+    assert_exit(&o, 0, "backfill of split runs with --verify");
+    assert!(
+        text(&o.stderr).contains("verified: the 4 run(s) delivered are stored"),
+        "{}",
+        text(&o.stderr)
+    );
+    let mut got: Vec<String> = vm
+        .export(r#"pytest_runs_with_timing_violations_total{project="bf-split"}"#)
+        .iter()
+        .map(|s| {
+            format!(
+                "shard={} size={} values={}",
+                s["metric"]["shard"].as_str().unwrap_or("-"),
+                s["metric"]["size"].as_str().unwrap_or("-"),
+                s["values"]
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "shard=all size=large values=[0,0]",
+            "shard=all size=medium values=[0,0]",
+            "shard=all size=small values=[1,2]",
+            "shard=all size=xlarge values=[0,0]",
+        ]
+    );
+}
+
 #[test]
 fn an_unknown_remote_write_path_is_a_warning() {
     let tmp = tempfile::tempdir().unwrap();

@@ -800,6 +800,42 @@ fn a_run_split_into_four_shards_adds_up_to_the_unsplit_run_everywhere() {
                 "backfilled runs' shards: {backfilled:?}, want {want:?}"
             ));
         }
+        // The two rounds archived the same reports, so backfill reads one run (the second
+        // round's are duplicates): counted once in the run's group although three of its
+        // shards have small violations, the other sizes 0, no shard group carrying it.
+        let counted: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("pytest_runs_with_timing_violations_total{"))
+            .map(|l| {
+                let shard = l
+                    .split("shard=\"")
+                    .nth(1)
+                    .map(|r| r[..r.find('"').unwrap()].to_string())
+                    .unwrap_or_else(|| "none".into());
+                let size = l
+                    .split("size=\"")
+                    .nth(1)
+                    .map(|r| r[..r.find('"').unwrap()].to_string());
+                let value = l.split("} ").nth(1).and_then(|r| r.split(' ').next());
+                format!(
+                    "{shard} {} {}",
+                    size.unwrap_or_default(),
+                    value.unwrap_or_default()
+                )
+            })
+            .collect();
+        let want_counted: Vec<String> =
+            ["all large 0", "all medium 0", "all small 1", "all xlarge 0"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let mut sorted = counted.clone();
+        sorted.sort();
+        if sorted != want_counted {
+            failures.push(format!(
+                "backfilled runs with timing violations: {counted:?}, want {want_counted:?}"
+            ));
+        }
     }
 
     assert!(

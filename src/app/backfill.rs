@@ -12,14 +12,14 @@ use prometheus::proto::{MetricFamily, MetricType};
 use super::{exit_for, Exit};
 use crate::backfill::discover::discover;
 use crate::backfill::parse::{self, parse_all, Outcome, ParsedRun};
-use crate::backfill::plan::{plan, Plan, PlannedRun};
+use crate::backfill::plan::{add_run_groups, plan, Plan, PlannedRun};
 use crate::backfill::progress::{Mode, Progress};
 use crate::backfill::state::{
     Delta, Pending, Request, RunRecord, SinkKind, State, StateError, StateFile,
 };
 use crate::backfill::{rfc3339, BackfillConfig, ProgressMode, SinkConfig};
-use crate::config::ConfigError;
-use crate::derive::metrics::families;
+use crate::config::{ConfigError, RUN_GROUP_SHARD};
+use crate::derive::metrics::{families, run_group_families};
 use crate::derive::totals::Totals;
 use crate::encode::openmetrics::Builder;
 use crate::encode::remote_write::{point_count, points, Batch};
@@ -150,7 +150,11 @@ pub fn backfill(
         }
         _ => BTreeMap::new(),
     };
-    let plan = plan(runs, &state, &seeds);
+    let mut plan = plan(runs, &state, &seeds);
+    // A split run's own group: not on a Pushgateway, where push keeps it by its protocol.
+    if !matches!(cfg.sink, SinkConfig::Gateway { .. }) {
+        add_run_groups(&mut plan, &state);
+    }
     for n in &plan.notes {
         log.line(&format!("note: {n}"));
     }
@@ -410,6 +414,13 @@ fn run_families(pr: &PlannedRun) -> (Vec<MetricFamily>, Vec<MetricFamily>) {
     })
 }
 
+/// The counters a shard run adds to its run's group (`shard="all"`) and their timestamp.
+fn run_group_of(pr: &PlannedRun) -> Option<(Vec<MetricFamily>, i64)> {
+    pr.run_group
+        .as_ref()
+        .map(|(_, g)| (run_group_families(&g.totals, &g.labels), g.cumulative_ms))
+}
+
 fn record(pr: &PlannedRun) -> RunRecord {
     RunRecord {
         group: pr.run.key.clone(),
@@ -424,6 +435,9 @@ fn delta_of<'a>(runs: impl IntoIterator<Item = &'a PlannedRun>) -> Delta {
     for pr in runs {
         d.runs.insert(pr.run.id.clone(), record(pr));
         d.groups.insert(pr.run.key.clone(), pr.group_after.clone());
+        if let Some((key, g)) = &pr.run_group {
+            d.groups.insert(key.clone(), g.clone());
+        }
     }
     d
 }
@@ -489,7 +503,12 @@ fn deliver_remote_write(
         };
     for pr in &plan.runs {
         let (gauges, cumulative) = run_families(pr);
-        for (fams, ts) in [(&gauges, pr.gauge_ms), (&cumulative, pr.cumulative_ms)] {
+        let (run_group, rg_ms) = run_group_of(pr).unwrap_or_default();
+        for (fams, ts) in [
+            (&gauges, pr.gauge_ms),
+            (&cumulative, pr.cumulative_ms),
+            (&run_group, rg_ms),
+        ] {
             for p in points(fams) {
                 if batch.approx_bytes() >= cfg.batch_bytes {
                     flush(&mut batch, &mut done, log)?;
@@ -562,9 +581,15 @@ impl<'a> Verifier<'a> {
         if delta.runs.is_empty() {
             return Ok(());
         }
+        // A split run's own group has neither of the families the check asks for.
         let checks: Vec<verify::Check> = delta
             .groups
             .iter()
+            .filter(|(_, g)| {
+                !g.labels
+                    .iter()
+                    .any(|(k, v)| k == "shard" && v == RUN_GROUP_SHARD)
+            })
             .map(|(key, g)| {
                 let mut runs_ms: Vec<i64> = delta
                     .runs
@@ -631,9 +656,11 @@ fn deliver_openmetrics(
     let mut om = Builder::new();
     for pr in &plan.runs {
         let (gauges, cumulative) = run_families(pr);
-        let n = point_count(&gauges) + point_count(&cumulative);
+        let (run_group, rg_ms) = run_group_of(pr).unwrap_or_default();
+        let n = point_count(&gauges) + point_count(&cumulative) + point_count(&run_group);
         om.add(&gauges, pr.gauge_ms);
         om.add(&cumulative, pr.cumulative_ms);
+        om.add(&run_group, rg_ms);
         log.advance(1, n as u64);
     }
     openmetrics_file::write(path, &om)?;
@@ -760,7 +787,8 @@ fn dry_run(
     let mut samples = 0usize;
     for pr in &plan.runs {
         let (g, c) = run_families(pr);
-        let n = point_count(&g) + point_count(&c);
+        let rg = run_group_of(pr).map_or(0, |(f, _)| point_count(&f));
+        let n = point_count(&g) + point_count(&c) + rg;
         samples += n;
         let mut line = format!(
             "{}  {}  {}  {n} samples",
@@ -772,6 +800,12 @@ fn dry_run(
             line.push_str(&format!(
                 "  (late: counts added at {})",
                 rfc3339(pr.cumulative_ms)
+            ));
+        }
+        if let Some((key, g)) = &pr.run_group {
+            line.push_str(&format!(
+                "  (+ run group {key} at {})",
+                rfc3339(g.cumulative_ms)
             ));
         }
         if gateway && newest.get(pr.run.key.as_str()) == Some(&pr.gauge_ms) {

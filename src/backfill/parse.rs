@@ -66,6 +66,9 @@ pub struct ParsedRun {
     /// The timestamp is a file modification time (no report and no run.json had one).
     pub from_mtime: bool,
     pub summary: Summary,
+    /// The CI run it belongs to (`run_id` of its run.json): the shards of a split run share
+    /// it, and count the run once in the run's group (plan.rs).
+    pub ci_run: Option<String>,
 }
 
 /// What became of a candidate.
@@ -324,6 +327,7 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
         timestamp_ms,
         from_mtime,
         summary,
+        ci_run: meta.run_id.clone().filter(|r| !r.trim().is_empty()),
     })))
 }
 

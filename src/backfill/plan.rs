@@ -17,8 +17,9 @@
 
 use std::collections::BTreeMap;
 
-use super::parse::{ParsedRun, STEP_MS};
-use super::state::{GroupState, State};
+use super::parse::{group_key, ParsedRun, STEP_MS};
+use super::state::{GroupState, State, FACTS_KEPT};
+use crate::config::RUN_GROUP_SHARD;
 use crate::derive::totals::Totals;
 
 /// A run with its place in the backfill.
@@ -33,6 +34,9 @@ pub struct PlannedRun {
     /// The group's state once this run is delivered (its `totals` are this run's
     /// cumulative values).
     pub group_after: GroupState,
+    /// A shard of a split run that adds to its run's group (`shard="all"`): that group's key
+    /// and state after it (counters at its `cumulative_ms`). See [`add_run_groups`].
+    pub run_group: Option<(String, GroupState)>,
 }
 
 /// All runs to deliver, in delivery order (by gauge timestamp, then group, then hash;
@@ -102,6 +106,7 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
                 newest_run_ms: newest,
                 runs: count,
                 totals: t,
+                facts: Vec::new(),
             };
             out.runs.push(PlannedRun {
                 run,
@@ -109,6 +114,7 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
                 cumulative_ms: cum,
                 late,
                 group_after,
+                run_group: None,
             });
         }
         if late_runs > 0 {
@@ -129,9 +135,115 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
     out
 }
 
-/// A run's own totals. A shard of a split run does not count runs with timing violations:
-/// `push` counts those once per run in the run's group (`shard="all"`), which backfill does
-/// not write (docs/ci-at-scale.md).
+/// Counts the split runs with timing violations once each, in their run's group (`shard="all"`,
+/// as `push` does): every planned shard run with a CI run id (its run.json's `run_id`) adds,
+/// in delivery order, the sizes of its timing violations that no shard of the same run added
+/// before (in this plan or, as the state remembers, an earlier backfill). Its counters get a
+/// timestamp after the run group's newest (the shard's cumulative one when later). Shards
+/// without a run id cannot be told apart from other runs and are left out, with a note.
+pub fn add_run_groups(plan: &mut Plan, state: &State) {
+    use crate::model::Size;
+    let mut groups: BTreeMap<String, GroupState> = BTreeMap::new();
+    let mut without_id = 0usize;
+    for pr in &mut plan.runs {
+        if !pr.run.group.grouping.iter().any(|(k, _)| k == "shard") {
+            continue;
+        }
+        let sizes: Vec<&str> = Size::SIZED
+            .iter()
+            .filter(|s| pr.run.summary.timing_violations[s.index()] > 0)
+            .map(|s| s.as_str())
+            .collect();
+        if sizes.is_empty() {
+            continue;
+        }
+        let Some(ci_run) = &pr.run.ci_run else {
+            without_id += 1;
+            continue;
+        };
+        let labels: Vec<(String, String)> = pr
+            .run
+            .group
+            .series_labels()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if k == "shard" {
+                    RUN_GROUP_SHARD.to_string()
+                } else {
+                    v
+                };
+                (k, v)
+            })
+            .collect();
+        let key = group_key(&labels);
+        let g = groups.entry(key.clone()).or_insert_with(|| {
+            state.groups.get(&key).cloned().unwrap_or(GroupState {
+                labels: labels.clone(),
+                cumulative_ms: i64::MIN,
+                newest_run_ms: i64::MIN,
+                runs: 0,
+                totals: Totals::default(),
+                facts: Vec::new(),
+            })
+        });
+        let mut added = false;
+        for size in sizes {
+            let fact = fact_id(&key, ci_run, size);
+            if g.facts.contains(&fact) {
+                continue;
+            }
+            *g.totals.timing_runs.entry(size.to_string()).or_default() += 1.0;
+            g.facts.push(fact);
+            added = true;
+        }
+        if !added {
+            continue;
+        }
+        if g.facts.len() > FACTS_KEPT {
+            let extra = g.facts.len() - FACTS_KEPT;
+            g.facts.drain(..extra);
+        }
+        for size in Size::SIZED {
+            g.totals
+                .timing_runs
+                .entry(size.as_str().to_string())
+                .or_default();
+        }
+        g.cumulative_ms = if pr.cumulative_ms > g.cumulative_ms {
+            pr.cumulative_ms
+        } else {
+            g.cumulative_ms + STEP_MS
+        };
+        g.newest_run_ms = g.cumulative_ms;
+        g.runs += 1;
+        pr.run_group = Some((key, g.clone()));
+    }
+    if without_id > 0 {
+        plan.notes.push(format!(
+            "{without_id} run(s) of split runs with timing violations have no \"run_id\" in their \
+             run.json: they are not counted in pytest_runs_with_timing_violations_total (the \
+             shards of a run are told apart from other runs by it; push --archive writes it \
+             from the CI)"
+        ));
+    }
+}
+
+/// A fact of a run group: the CI run and the size with timing violations, hashed.
+fn fact_id(group: &str, ci_run: &str, size: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [group, ci_run, size] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A run's own totals. A shard of a split run does not count runs with timing violations in
+/// its own group: they count once per run in the run's group ([`add_run_groups`]).
 fn run_totals(run: &ParsedRun) -> Totals {
     let mut t = Totals::of_run(&run.summary);
     if run.group.grouping.iter().any(|(k, _)| k == "shard") {
@@ -168,6 +280,7 @@ mod tests {
             timestamp_ms: ts_s * 1000,
             from_mtime: false,
             summary,
+            ci_run: None,
         }
     }
 
@@ -289,5 +402,105 @@ mod tests {
         let p = plan(vec![r], &st, &seeds);
         assert_eq!(p.runs[0].group_after.totals.runs, 6.0);
         assert_eq!(passed(&p.runs[0].group_after.totals), 51.0);
+    }
+
+    /// A shard `shard` of 2 of CI run `ci_run` in project "s", with `timing` small and
+    /// `medium` timing violations.
+    fn shard_run(
+        ts_s: i64,
+        id: &str,
+        shard: &str,
+        ci_run: Option<&str>,
+        small: u64,
+        medium: u64,
+    ) -> ParsedRun {
+        let mut r = run("s", ts_s, id, 1);
+        r.group.grouping.push(("shard".into(), shard.into()));
+        r.key = super::super::parse::group_key(&r.group.series_labels());
+        r.ci_run = ci_run.map(str::to_string);
+        r.summary.timing_violations[crate::model::Size::Small.index()] = small;
+        r.summary.timing_violations[crate::model::Size::Medium.index()] = medium;
+        r
+    }
+
+    fn counted(p: &Plan) -> Vec<(String, f64, f64, i64)> {
+        p.runs
+            .iter()
+            .filter_map(|r| {
+                let (_, g) = r.run_group.as_ref()?;
+                Some((
+                    r.run.id.clone(),
+                    g.totals.timing_runs["small"],
+                    g.totals.timing_runs["medium"],
+                    g.cumulative_ms,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_split_run_counts_once_in_its_run_group_also_across_backfills() {
+        let mut st = State::new(SinkKind::RemoteWrite, "x", &[1.0]);
+        let mut p = plan(
+            vec![
+                shard_run(100, "r1-1", "1/2", Some("r1"), 2, 0),
+                shard_run(101, "r1-2", "2/2", Some("r1"), 1, 1),
+                shard_run(200, "r2-1", "1/2", Some("r2"), 0, 0),
+                shard_run(201, "r2-2", "2/2", Some("r2"), 0, 3),
+                shard_run(300, "x-1", "1/2", None, 1, 0),
+            ],
+            &st,
+            &BTreeMap::new(),
+        );
+        add_run_groups(&mut p, &st);
+        // r1: small from its first shard, medium from its second (small again: not counted);
+        // r2: medium; the shard without a run id: not counted, with a note.
+        assert_eq!(
+            counted(&p),
+            vec![
+                ("r1-1".into(), 1.0, 0.0, 100_000),
+                ("r1-2".into(), 1.0, 1.0, 101_000),
+                ("r2-2".into(), 1.0, 2.0, 201_000),
+            ]
+        );
+        let (key, g) = p.runs[1].run_group.clone().unwrap();
+        assert_eq!(key, r#"{job="pytest",project="s",shard="all"}"#);
+        assert_eq!(g.labels[2], ("shard".to_string(), "all".to_string()));
+        assert_eq!(g.facts.len(), 2);
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.starts_with("1 run(s) of split runs")),
+            "{:?}",
+            p.notes
+        );
+        // Every shard group's own totals leave the family out.
+        assert!(p
+            .runs
+            .iter()
+            .all(|r| r.group_after.totals.timing_runs.is_empty()));
+
+        // A later backfill finds r1's second shard again under another archive copy (new
+        // content), and an earlier-timed shard of r3: r1 is not counted twice, r3 is, at its
+        // shard group's late cumulative timestamp (after that group's newest, 300 s), which is
+        // after the run group's newest sample too.
+        for r in &p.runs {
+            let mut d = crate::backfill::state::Delta::default();
+            d.groups.insert(r.run.key.clone(), r.group_after.clone());
+            if let Some((k, g)) = &r.run_group {
+                d.groups.insert(k.clone(), g.clone());
+            }
+            st.apply(&d);
+        }
+        let mut p2 = plan(
+            vec![
+                shard_run(150, "r1-2b", "2/2", Some("r1"), 5, 5),
+                shard_run(50, "r3-1", "1/2", Some("r3"), 1, 0),
+            ],
+            &st,
+            &BTreeMap::new(),
+        );
+        add_run_groups(&mut p2, &st);
+        assert_eq!(counted(&p2), vec![("r3-1".into(), 2.0, 2.0, 301_000)]);
     }
 }

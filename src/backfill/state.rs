@@ -97,7 +97,16 @@ pub struct GroupState {
     pub runs: u64,
     /// Values of the cumulative families after the newest delivered run.
     pub totals: Totals,
+    /// The group of a split run (`shard="all"`) only: the facts it counted (a hash of the CI
+    /// run and the size with timing violations), the newest [`FACTS_KEPT`], so that another
+    /// shard of the same run, found later, does not count again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<String>,
 }
+
+/// Facts a run group remembers (the shards of one run are archived within days, not after
+/// hundreds of other runs of the same branch).
+pub const FACTS_KEPT: usize = 512;
 
 /// What delivering a batch changes.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -369,6 +378,7 @@ mod tests {
             newest_run_ms: 2_000,
             runs: 2,
             totals,
+            facts: Vec::new(),
         };
         let mut delta = Delta::default();
         delta.groups.insert("{job=\"pytest\"}".into(), g);
