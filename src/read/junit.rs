@@ -66,6 +66,9 @@ struct Case {
     teardown_msg: bool,
     children: u32,
     rerun_children: u32,
+    /// First line of the first `<failure>`/`<error>` message, bounded ([`first_line`]).
+    message: String,
+    has_message: bool,
 }
 
 impl Case {
@@ -81,6 +84,8 @@ impl Case {
         self.teardown_msg = false;
         self.children = 0;
         self.rerun_children = 0;
+        self.message.clear();
+        self.has_message = false;
     }
 
     fn element(&self) -> CaseElement<'_> {
@@ -99,6 +104,7 @@ impl Case {
                 && !r.skipped
                 && !r.xfail,
             rerun_children: self.rerun_children,
+            message: self.has_message.then_some(self.message.as_str()),
         }
     }
 }
@@ -726,11 +732,18 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
         }
         Ok(None)
     };
+    let keep = |c: &mut Case, m: &str| {
+        if !c.has_message {
+            c.has_message = true;
+            first_line(m, &mut c.message);
+        }
+    };
     match name {
         b"failure" => {
             c.result.failure = true;
             if let Some(m) = message()? {
                 c.marks.merge(marks_of_message(&m));
+                keep(c, &m);
             }
             Ok(Frame::Failure)
         }
@@ -740,6 +753,7 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
                 if m.starts_with("failed on teardown") {
                     c.teardown_msg = true;
                 }
+                keep(c, &m);
             }
             Ok(Frame::Other)
         }
@@ -758,6 +772,7 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
             if slow_xfail {
                 // A slow xfail the plugin failed.
                 c.result.failure = true;
+                keep(c, "xfail-marked test passes unexpectedly");
             } else if xfail_type {
                 c.result.xfail = true;
             } else {
@@ -770,6 +785,37 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
             Ok(Frame::Other)
         }
         _ => Ok(Frame::Other),
+    }
+}
+
+/// Most characters kept of a failure message's first line ([`first_line`]).
+pub const MESSAGE_MAX_CHARS: usize = 500;
+
+/// Writes into `out` the first line of `m` (up to the first `\n` or `\r`), control
+/// characters escaped as Rust escapes them (`\u{1b}`, `\t`), at most [`MESSAGE_MAX_CHARS`]
+/// characters (escapes counted as written), cut on a character boundary and then ended by `…`.
+pub fn first_line(m: &str, out: &mut String) {
+    out.clear();
+    let line = m.split(['\n', '\r']).next().unwrap_or("");
+    let mut n = 0usize;
+    for ch in line.chars() {
+        if ch.is_control() {
+            let esc = ch.escape_default();
+            let len = esc.len();
+            if n + len > MESSAGE_MAX_CHARS {
+                out.push('…');
+                return;
+            }
+            out.extend(esc);
+            n += len;
+        } else {
+            if n + 1 > MESSAGE_MAX_CHARS {
+                out.push('…');
+                return;
+            }
+            out.push(ch);
+            n += 1;
+        }
     }
 }
 
