@@ -4,6 +4,7 @@
 //! violations and counts them; [`metrics`] turns a summary plus running totals into
 //! Prometheus metric families.
 
+pub mod events;
 pub mod inspect;
 pub mod metrics;
 pub mod nodeid;
