@@ -2,6 +2,7 @@
 //! deliver) and maps failures to the documented exit codes. One file per command.
 
 mod backfill;
+pub mod events;
 mod inspect;
 mod prune;
 mod push;
@@ -42,7 +43,10 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         {
             return Exit::Delivery;
         }
-        if cause.is::<crate::sink::verify::NotStored>() {
+        if cause.is::<crate::sink::verify::NotStored>()
+            || cause.is::<crate::sink::events_file::EventsFileError>()
+            || cause.is::<crate::sink::elasticsearch::ItemsRefused>()
+        {
             return Exit::Delivery;
         }
         if cause.is::<SkippedRuns>() {

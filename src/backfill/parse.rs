@@ -290,6 +290,7 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
     // Names are only needed for per-test series; without them a test costs half the memory.
     let opts = ReadOptions {
         test_ids: ctx.derive.per_test.enabled(),
+        messages: false,
     };
     let run = read_run_with(&inputs, opts).map_err(|e| e.to_string())?;
     let mut summary = summarize(&run, ctx.derive, None);

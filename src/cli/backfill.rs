@@ -6,7 +6,9 @@ use clap::{Args, ValueEnum};
 
 use reqwest::Url;
 
-use super::{parse_http_url, shown_url, DeriveArgs, GatewayArgs, GroupArgs, SeriesArgs};
+use super::{
+    parse_header, parse_http_url, shown_url, DeriveArgs, GatewayArgs, GroupArgs, SeriesArgs,
+};
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, Shard};
@@ -161,44 +163,6 @@ fn verify_url(v: &str) -> Result<Url, ConfigError> {
         )));
     }
     Ok(url)
-}
-
-/// Checks a `NAME: VALUE` header.
-fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
-    let Some((name, value)) = h.split_once(':') else {
-        return Err(ConfigError(format!(
-            "--header: {:?} is not of the form \"Name: value\"",
-            name_only(h)
-        )));
-    };
-    let name = name.trim();
-    let value = value.trim();
-    reqwest::header::HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| ConfigError(format!("--header: {name:?} is not a valid header name")))?;
-    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-        ConfigError(format!(
-            "--header {name}: the value holds characters a header cannot carry"
-        ))
-    })?;
-    let lower = name.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "content-type"
-            | "content-encoding"
-            | "content-length"
-            | "host"
-            | "x-prometheus-remote-write-version"
-    ) {
-        return Err(ConfigError(format!(
-            "--header: {name} is set by ptc-metrics itself"
-        )));
-    }
-    Ok((name.to_string(), value.to_string()))
-}
-
-/// A header for messages: its name only (values may be secrets).
-fn name_only(h: &str) -> &str {
-    h.split([':', '=', ' ']).next().unwrap_or("")
 }
 
 impl BackfillArgs {
