@@ -655,7 +655,7 @@ fn check_index_name(n: &str) -> Result<(), ConfigError> {
         });
     if bad {
         return Err(ConfigError(format!(
-            "--es-index: {n:?} is not a valid index name (lower case, no spaces or \\/*?\"<>|,#:,              not starting with -, _ or +)"
+            "--es-index: {n:?} is not a valid index name (lower case, no spaces or \\/*?\"<>|,#:, not starting with -, _ or +)"
         )));
     }
     Ok(())
