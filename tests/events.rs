@@ -1046,3 +1046,91 @@ fn event_flags_are_checked() {
         assert_eq!(stderr(&out), want, "{args:?}");
     }
 }
+
+// ---------------------------------------------------------------- backfill
+
+#[test]
+fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let pushed = dir.path().join("pushed.ndjson");
+    // Two archived runs of different days, as push --archive keeps them.
+    for (v, name, size) in [
+        ("9.2", "junit-xunit2.xml", "size-report.json"),
+        ("9.1", "junit-reruns.xml", "size-report-reruns.json"),
+    ] {
+        let out = cli()
+            .args([
+                "push",
+                "--no-ci-detect",
+                "--project",
+                "shop",
+                "--branch",
+                "main",
+            ])
+            .arg(fixture(v, name))
+            .args(["--size-report", &fixture(v, size)])
+            .arg("--textfile")
+            .arg(dir.path().join("m.prom"))
+            .arg("--archive")
+            .arg(&archive)
+            .arg("--events")
+            .arg(&pushed)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let es = server(Es::default(), es_bulk);
+    let events = dir.path().join("backfilled.ndjson");
+    let backfill = || {
+        cli()
+            .arg("backfill")
+            .arg(&archive)
+            .arg("--openmetrics")
+            .arg(dir.path().join("out.om"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--events")
+            .arg(&events)
+            .args(["--elasticsearch", &es.url, "--es-index", "logs-ptc-default"])
+            .args(["--progress", "plain"])
+            .output()
+            .unwrap()
+    };
+    let out = backfill();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same events as push wrote, ids and times included: a run is one run wherever it
+    // comes from (only the order of runs may differ: backfill goes by time).
+    let mut want = lines(&pushed);
+    let mut got = lines(&events);
+    assert!(got.len() > 20);
+    let times: Vec<String> = got
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["@timestamp"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    assert_eq!(
+        times.iter().collect::<BTreeSet<_>>().len(),
+        2,
+        "each run at its own time"
+    );
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(es.state.lock().unwrap().1.docs.len(), want.len());
+    assert!(
+        stderr(&out).contains(&format!("wrote {} events (", want.len())),
+        "{}",
+        stderr(&out)
+    );
+    // Delivered runs are not sent again, events included.
+    let out = backfill();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines(&events).len(), want.len());
+    assert_eq!(es.seen().len(), 1);
+}

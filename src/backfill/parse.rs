@@ -66,6 +66,11 @@ pub struct ParsedRun {
     /// The timestamp is a file modification time (no report and no run.json had one).
     pub from_mtime: bool,
     pub summary: Summary,
+    /// The run's files, read again for its events (`--events`, `--loki`, `--elasticsearch`).
+    pub inputs: Inputs,
+    /// `commit` and `run_id` of its run.json: fields of its events.
+    pub commit: Option<String>,
+    pub ci_run_id: Option<String>,
 }
 
 /// What became of a candidate.
@@ -325,6 +330,9 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
         timestamp_ms,
         from_mtime,
         summary,
+        inputs,
+        commit: meta.commit.clone(),
+        ci_run_id: meta.run_id.clone(),
     })))
 }
 

@@ -157,6 +157,9 @@ mod tests {
             timestamp_ms: ts_s * 1000,
             from_mtime: false,
             summary,
+            inputs: Default::default(),
+            commit: None,
+            ci_run_id: None,
         }
     }
 

@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use reqwest::Url;
 
 use super::{
-    parse_header, parse_http_url, shown_url, DeriveArgs, GatewayArgs, GroupArgs, SeriesArgs,
+    parse_header, parse_http_url, shown_url, DeriveArgs, EventsArgs, GatewayArgs, GroupArgs,
+    SeriesArgs,
 };
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::ci_env::CiContext;
@@ -67,8 +68,8 @@ pub struct BackfillArgs {
     /// repeated backfills (cron); one per destination.
     #[arg(long, value_name = "FILE", env = "PTC_METRICS_STATE")]
     pub state: Option<PathBuf>,
-    /// Extra HTTP header for --remote-write and --gateway, e.g. a tenant:
-    /// "X-Scope-OrgID: team-a" (Mimir/Cortex) or "THANOS-TENANT: team-a". Repeatable.
+    /// Extra HTTP header for --remote-write, --gateway, --loki and --elasticsearch, e.g. a
+    /// tenant: "X-Scope-OrgID: team-a" (Mimir/Cortex/Loki) or "THANOS-TENANT: team-a". Repeatable.
     #[arg(
         long = "header",
         value_name = "NAME: VALUE",
@@ -119,6 +120,8 @@ pub struct BackfillArgs {
     pub derive: DeriveArgs,
     #[command(flatten)]
     pub series: SeriesArgs,
+    #[command(flatten)]
+    pub events: EventsArgs,
 }
 
 /// Parses `1MiB`, `512KiB`, `64k`, `2M` or a number of bytes.
@@ -172,6 +175,8 @@ impl BackfillArgs {
         for h in &self.headers {
             http.headers.push(parse_header(h)?);
         }
+        // Commit and CI run id come from each run's run.json, not from this environment.
+        let events = self.events.config(&http, &CiContext::default())?;
         let gateway = self.gateway.gateway_url()?;
         let remote_write = match &self.remote_write {
             None => None,
@@ -258,6 +263,7 @@ impl BackfillArgs {
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         Ok(BackfillConfig {
+            events,
             sources: self.sources,
             sink,
             state: self.state,

@@ -66,8 +66,8 @@ pub struct PushArgs {
     #[arg(
         long = "header",
         value_name = "NAME: VALUE",
-        env = "PTC_METRICS_HEADERS",
-        value_delimiter = ','
+        env = "PTC_METRICS_HEADER",
+        hide_env_values = true
     )]
     pub headers: Vec<String>,
 }
