@@ -1134,3 +1134,28 @@ fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
     assert_eq!(lines(&events).len(), want.len());
     assert_eq!(es.seen().len(), 1);
 }
+
+#[test]
+fn loki_refuses_entries_older_than_it_accepts() {
+    let l = server(
+        Loki {
+            reject_before: Some(1_800_000_000_000_000_000),
+            ..Loki::default()
+        },
+        loki_push,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_small(dir.path(), &["--loki", &l.url]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the server answered 400 Bad Request: entry for stream '{branch=\"main\", job=\"pytest\", \
+             kind=\"failure\", project=\"shop\"}' has timestamp too old: 1795703214052000001, oldest \
+             acceptable timestamp is: 1800000000000000000; Loki refuses entries older than"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // 400 is final: one attempt.
+    assert_eq!(l.seen().len(), 1);
+}
