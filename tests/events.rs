@@ -1159,3 +1159,99 @@ fn loki_refuses_entries_older_than_it_accepts() {
     // 400 is final: one attempt.
     assert_eq!(l.seen().len(), 1);
 }
+
+// ---------------------------------------------------------------- examples/events
+
+/// A YAML file as JSON, by Debian's python3-yaml (as tests/examples.rs reads YAML).
+fn yaml(path: &Path) -> Value {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3 with python3-yaml");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn shipper_examples_read_the_events_file_with_low_cardinality_labels() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events");
+    let path = "/var/log/ptc/events.ndjson";
+    let allowed = BTreeSet::from(["job", "kind", "project", "branch"]);
+
+    let p = yaml(&dir.join("promtail.yaml"));
+    let sc = &p["scrape_configs"][0];
+    assert_eq!(sc["static_configs"][0]["labels"]["__path__"], path);
+    let stages = sc["pipeline_stages"].as_array().unwrap();
+    assert_eq!(
+        stages[0]["json"]["expressions"]["timestamp"],
+        "\"@timestamp\""
+    );
+    let labels: BTreeSet<&str> = stages[1]["labels"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(labels.is_subset(&allowed), "{labels:?}");
+    assert_eq!(stages[2]["timestamp"]["source"], "timestamp");
+
+    let f = yaml(&dir.join("filebeat.yml"));
+    let input = &f["filebeat.inputs"][0];
+    assert_eq!(input["paths"][0], path);
+    assert_eq!(input["parsers"][0]["ndjson"]["document_id"], "event_id");
+    assert_eq!(f["output.elasticsearch"]["index"], "logs-ptc-default");
+
+    let fb = yaml(&dir.join("fluent-bit.yaml"));
+    assert_eq!(fb["pipeline"]["inputs"][0]["path"], path);
+    let outs = fb["pipeline"]["outputs"].as_array().unwrap();
+    let loki_labels: BTreeSet<String> = outs[0]["labels"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|kv| kv.split('=').next().unwrap().trim().to_string())
+        .collect();
+    assert!(
+        loki_labels.iter().all(|l| allowed.contains(l.as_str())),
+        "{loki_labels:?}"
+    );
+    assert_eq!(outs[1]["id_key"], "event_id");
+    assert_eq!(outs[1]["write_operation"], "create");
+
+    let v = yaml(&dir.join("vector.yaml"));
+    assert_eq!(v["sources"]["ptc_events"]["include"][0], path);
+    let labels: BTreeSet<&str> = v["sinks"]["loki"]["labels"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(labels.is_subset(&allowed), "{labels:?}");
+    assert_eq!(v["sinks"]["elasticsearch"]["id_key"], "event_id");
+
+    // Alloy's own syntax: the same path, and labels only from the allowed set.
+    let a = std::fs::read_to_string(dir.join("alloy.alloy")).unwrap();
+    assert!(a.contains(&format!("\"__path__\" = \"{path}\"")));
+    let labels = a
+        .split("stage.labels {")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .nth(1)
+        .unwrap();
+    for l in labels
+        .lines()
+        .filter_map(|l| l.trim().split_once(" = "))
+        .map(|(k, _)| k.trim())
+    {
+        assert!(allowed.contains(l), "{l}");
+    }
+}
