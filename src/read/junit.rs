@@ -1170,6 +1170,33 @@ mod tests {
     }
 
     #[test]
+    fn failure_messages_keep_a_bounded_escaped_first_line() {
+        let mut out = String::new();
+        first_line("AssertionError: a\tb\u{1b}[31m\r\nsecond", &mut out);
+        assert_eq!(out, "AssertionError: a\\tb\\u{1b}[31m");
+        first_line("", &mut out);
+        assert_eq!(out, "");
+        // 500 characters, multi-byte ones counted as one, cut on a character boundary.
+        let long = "é".repeat(600);
+        first_line(&long, &mut out);
+        assert_eq!(out, format!("{}…", "é".repeat(500)));
+        first_line(&"é".repeat(500), &mut out);
+        assert_eq!(out, "é".repeat(500));
+        // An escape that would cross the bound is left out whole.
+        let edge = format!("{}\u{7}", "x".repeat(497));
+        first_line(&edge, &mut out);
+        assert_eq!(out, format!("{}…", "x".repeat(497)));
+        // Through the reader: the message attribute of the last attempt's failure.
+        let doc = "<testsuite><testcase classname=\"c\" name=\"t\" time=\"0\"><failure message=\"boom&#9;x&#10;trace\">tb</failure></testcase></testsuite>";
+        let mut got = Vec::new();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.xml");
+        std::fs::write(&p, doc).unwrap();
+        read(&p, |c| got.push(c.message.map(str::to_string))).unwrap();
+        assert_eq!(got, [Some("boom\\tx".to_string())]);
+    }
+
+    #[test]
     fn timestamps() {
         assert_eq!(
             parse_timestamp("2026-11-26T13:24:20.118122+00:00"),
