@@ -1081,6 +1081,7 @@ fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let es = server(Es::default(), es_bulk);
+    let l = loki();
     let events = dir.path().join("backfilled.ndjson");
     let backfill = || {
         cli()
@@ -1093,6 +1094,7 @@ fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
             .arg("--events")
             .arg(&events)
             .args(["--elasticsearch", &es.url, "--es-index", "logs-ptc-default"])
+            .args(["--loki", &l.url])
             .args(["--progress", "plain"])
             .output()
             .unwrap()
@@ -1123,6 +1125,18 @@ fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
     got.sort();
     assert_eq!(got, want);
     assert_eq!(es.state.lock().unwrap().1.docs.len(), want.len());
+    // Loki took every event, each stream in time order across the two runs (the fake refuses
+    // an entry behind its stream's newest).
+    let taken: usize = l
+        .state
+        .lock()
+        .unwrap()
+        .1
+        .streams
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(taken, want.len());
     assert!(
         stderr(&out).contains(&format!("wrote {} events (", want.len())),
         "{}",
@@ -1254,4 +1268,67 @@ fn shipper_examples_read_the_events_file_with_low_cardinality_labels() {
         .map(|(k, _)| k.trim())
         .collect();
     assert_eq!(labels, ["kind", "project", "branch"]);
+}
+
+#[test]
+fn dry_run_names_the_network_sinks_and_writes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.ndjson");
+    let out = cli()
+        .args([
+            "push",
+            "--no-ci-detect",
+            "--project",
+            "shop",
+            "--branch",
+            "main",
+            "--dry-run",
+        ])
+        .arg(small_run(dir.path()))
+        .args(["--events", file.to_str().unwrap()])
+        .args(["--loki", "http://u:pw@loki.invalid:3100"])
+        .args([
+            "--elasticsearch",
+            "http://es.invalid:9200",
+            "--es-index",
+            "logs-ptc-default",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with(
+            "wrote 3 events (1 failure, 1 near_limit, 1 run) to PATH\n\
+             dry run: 3 events (1 failure, 1 near_limit, 1 run); nothing sent to Loki at \
+             http://u:***@loki.invalid:3100/ or Elasticsearch at http://es.invalid:9200/\n"
+                .replace("PATH", &file.display().to_string())
+                .as_str()
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lines(&file).len(), 3);
+}
+
+#[test]
+fn an_unwritable_events_file_fails_after_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("no-such-dir/e.ndjson");
+    let out = push_small(dir.path(), &["--events", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: --events {}: cannot open for appending: No such file or directory (os error 2)\n",
+            bad.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(dir.path().join("m.prom").exists());
+    let out = push_small(
+        dir.path(),
+        &["--events", bad.to_str().unwrap(), "--soft-fail"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: events not delivered (--soft-fail): --events "));
 }
