@@ -862,6 +862,8 @@ struct Es {
     docs: BTreeMap<(String, String), Value>,
     /// Refuse documents of this event kind, as a mapping conflict would.
     refuse_kind: Option<&'static str>,
+    /// Answer 429 `es_rejected_execution_exception` to this many items first (a busy cluster).
+    busy: usize,
 }
 
 /// Checks a request against the `_bulk` API (create actions) and answers as Elasticsearch
@@ -909,7 +911,13 @@ fn es_bulk(req: &Req, st: &mut Es) -> (u16, Vec<(&'static str, String)>, String)
             doc["@timestamp"].is_string(),
             "data streams need @timestamp"
         );
-        let item = if st.refuse_kind.is_some_and(|k| doc["kind"] == k) {
+        let item = if st.busy > 0 {
+            st.busy -= 1;
+            errors = true;
+            serde_json::json!({"create": {"_index": index, "_id": id, "status": 429, "error": {
+                "type": "es_rejected_execution_exception",
+                "reason": "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, max_coordinating_and_primary_bytes=0]"}}})
+        } else if st.refuse_kind.is_some_and(|k| doc["kind"] == k) {
             errors = true;
             serde_json::json!({"create": {"_index": index, "_id": id, "status": 400, "error": {
                 "type": "document_parsing_exception",
@@ -1331,4 +1339,52 @@ fn an_unwritable_events_file_fails_after_the_metrics() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("warning: events not delivered (--soft-fail): --events "));
+}
+
+#[test]
+fn elasticsearch_items_refused_as_too_busy_are_sent_again() {
+    let es = server(
+        Es {
+            busy: 2,
+            ..Es::default()
+        },
+        es_bulk,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_small(
+        dir.path(),
+        &["--elasticsearch", &es.url, "--es-index", "logs-ptc-default"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(0 already there) in 2 request(s), 2 sent again after a 429\n"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = es.seen();
+    assert_eq!(seen.len(), 2);
+    // The second request holds exactly the two refused pairs, in order.
+    let first = seen[0].text();
+    let pairs: Vec<&str> = first.split_inclusive('\n').collect();
+    assert_eq!(seen[1].text(), pairs[..4].concat());
+    assert_eq!(es.state.lock().unwrap().1.docs.len(), 3);
+    // A cluster that stays busy: the events are refused after the rounds, per item.
+    let es = server(
+        Es {
+            busy: usize::MAX,
+            ..Es::default()
+        },
+        es_bulk,
+    );
+    let out = push_small(
+        dir.path(),
+        &["--elasticsearch", &es.url, "--es-index", "logs-ptc-default"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Elasticsearch refused 3 of 3 event(s): event 418cf7796595b70c4df03a706dba8bee 429 es_rejected_execution_exception: rejected execution"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(es.seen().len(), 4, "the first request and 3 rounds");
 }

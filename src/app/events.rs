@@ -233,9 +233,13 @@ impl<'a> EventSinks<'a> {
                 .unwrap_or_default();
             match s.finish() {
                 Ok(()) => {
+                    let again = match s.retried {
+                        0 => String::new(),
+                        n => format!(", {n} sent again after a 429"),
+                    };
                     let _ = writeln!(
                         stderr,
-                        "indexed {} events into Elasticsearch at {url} ({} already there) in {} request(s)",
+                        "indexed {} events into Elasticsearch at {url} ({} already there) in {} request(s){again}",
                         s.created, s.duplicates, s.requests
                     );
                 }

@@ -13,8 +13,9 @@
 //! counts as success, and data streams (which accept only `create`) work. The answer is
 //! `{"took":…,"errors":bool,"items":[{"create":{"_index","_id","status","error":{"type","reason"}}}]}`:
 //! a 200 with item errors is a failure, reported per item (the first
-//! [`SHOWN_ITEM_ERRORS`], and how many in all). Batches are bounded in bytes; the answer
-//! is read as a stream.
+//! [`SHOWN_ITEM_ERRORS`], and how many in all), except 429 items (a busy cluster), which are
+//! sent again alone ([`ITEM_RETRIES`]). Batches are bounded in bytes; the answer is read as a
+//! stream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +27,12 @@ use super::http::{BodyError, BodyReader, DeliveryError, HttpClient};
 
 /// Item errors named in the message; the rest are counted.
 pub const SHOWN_ITEM_ERRORS: usize = 5;
+
+/// Rounds of sending again the items a busy cluster answered 429
+/// (`es_rejected_execution_exception`), as Elastic advises, after 0.5 s, 1 s, 2 s (within
+/// `--deadline`); an item still refused after them is a failure.
+pub const ITEM_RETRIES: u32 = 3;
+const ITEM_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Some events were refused (a 200 answer whose items hold errors).
 #[derive(Debug, thiserror::Error)]
@@ -83,11 +90,15 @@ pub struct ElasticsearchSink<'a> {
     max_batch: usize,
     body: Vec<u8>,
     in_batch: u64,
+    /// Where each action + document pair of the batch starts and ends in `body`.
+    pairs: Vec<(usize, usize)>,
     /// Events created, events that were already there (409), events refused.
     pub created: u64,
     pub duplicates: u64,
     pub failed: u64,
     pub requests: u64,
+    /// Events sent again after a 429 item.
+    pub retried: u64,
     shown: Vec<String>,
 }
 
@@ -103,6 +114,8 @@ impl<'a> ElasticsearchSink<'a> {
             max_batch: max_batch.max(1),
             body: Vec::new(),
             in_batch: 0,
+            pairs: Vec::new(),
+            retried: 0,
             created: 0,
             duplicates: 0,
             failed: 0,
@@ -117,11 +130,13 @@ impl<'a> ElasticsearchSink<'a> {
         if self.in_batch > 0 && self.body.len() + len > self.max_batch {
             self.flush()?;
         }
+        let start = self.body.len();
         self.body.extend_from_slice(&self.action_head);
         let _ = serde_json::to_writer(&mut self.body, event_id);
         self.body.extend_from_slice(b"}}\n");
         self.body.extend_from_slice(doc);
         self.body.push(b'\n');
+        self.pairs.push((start, self.body.len()));
         self.in_batch += 1;
         Ok(())
     }
@@ -144,6 +159,63 @@ impl<'a> ElasticsearchSink<'a> {
     }
 
     fn flush(&mut self) -> Result<(), DeliveryError> {
+        let mut body = std::mem::take(&mut self.body);
+        let mut pairs = std::mem::take(&mut self.pairs);
+        self.in_batch = 0;
+        let mut round = 0u32;
+        loop {
+            let answer = self.post(&body)?;
+            if answer.items.len() != pairs.len() {
+                return Err(DeliveryError::BadAnswer {
+                    url: super::http::redact(&self.url),
+                    message: format!(
+                        "{} item(s) in the answer for {} action(s)",
+                        answer.items.len(),
+                        pairs.len()
+                    ),
+                });
+            }
+            // Items the cluster was too busy for (429) go again, alone, after a pause.
+            let wait = ITEM_RETRY_BASE * 2u32.saturating_pow(round);
+            let can_wait =
+                round < ITEM_RETRIES && self.client.remaining().is_none_or(|left| left > wait);
+            let mut again = Vec::new();
+            let mut again_pairs = Vec::new();
+            for (item, (start, end)) in answer.items.into_iter().zip(&pairs) {
+                let Some(it) = item.into_values().next() else {
+                    self.refused(None, 0, None);
+                    continue;
+                };
+                match (&it.error, it.status) {
+                    (None, 200..=299) => self.created += 1,
+                    (Some(e), 409) if e.kind == "version_conflict_engine_exception" => {
+                        self.duplicates += 1
+                    }
+                    (_, 429) if can_wait => {
+                        again_pairs.push((again.len(), again.len() + end - start));
+                        again.extend_from_slice(&body[*start..*end]);
+                    }
+                    (e, status) => self.refused(it.id.as_deref(), status, e.as_ref()),
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            std::thread::sleep(wait);
+            round += 1;
+            self.retried += again_pairs.len() as u64;
+            body = again;
+            pairs = again_pairs;
+        }
+        body.clear();
+        pairs.clear();
+        self.body = body;
+        self.pairs = pairs;
+        Ok(())
+    }
+
+    /// One request of the batch `body`; its answer read as a stream.
+    fn post(&mut self, body: &[u8]) -> Result<BulkAnswer, DeliveryError> {
         let reader: BodyReader<BulkAnswer> = Arc::new(|r| {
             serde_json::from_reader(r).map_err(|e| {
                 if e.is_io() {
@@ -157,51 +229,28 @@ impl<'a> ElasticsearchSink<'a> {
             Method::POST,
             &self.url,
             &[("Content-Type", "application/x-ndjson")],
-            Some(&self.body),
+            Some(body),
             "; check --elasticsearch (the cluster's base URL) and --es-index",
             reader,
         )?;
         self.requests += 1;
-        let sent = self.in_batch;
-        self.body.clear();
-        self.in_batch = 0;
-        if answer.items.len() as u64 != sent {
-            return Err(DeliveryError::BadAnswer {
-                url: super::http::redact(&self.url),
-                message: format!(
-                    "{} item(s) in the answer for {sent} action(s)",
-                    answer.items.len()
-                ),
-            });
+        Ok(answer)
+    }
+
+    /// Counts a refused event; names the first [`SHOWN_ITEM_ERRORS`].
+    fn refused(&mut self, id: Option<&str>, status: u16, e: Option<&ItemError>) {
+        self.failed += 1;
+        if self.shown.len() < SHOWN_ITEM_ERRORS {
+            let what = e.map_or_else(
+                || "no error given".to_string(),
+                |e| match &e.reason {
+                    Some(r) => format!("{}: {r}", e.kind),
+                    None => e.kind.clone(),
+                },
+            );
+            self.shown
+                .push(format!("event {} {status} {what}", id.unwrap_or("?")));
         }
-        for item in answer.items {
-            let Some(it) = item.into_values().next() else {
-                continue;
-            };
-            match (&it.error, it.status) {
-                (None, 200..=299) => self.created += 1,
-                (Some(e), 409) if e.kind == "version_conflict_engine_exception" => {
-                    self.duplicates += 1
-                }
-                (e, status) => {
-                    self.failed += 1;
-                    if self.shown.len() < SHOWN_ITEM_ERRORS {
-                        let what = e.as_ref().map_or_else(
-                            || "no error given".to_string(),
-                            |e| match &e.reason {
-                                Some(r) => format!("{}: {r}", e.kind),
-                                None => e.kind.clone(),
-                            },
-                        );
-                        self.shown.push(format!(
-                            "event {} {status} {what}",
-                            it.id.as_deref().unwrap_or("?")
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
