@@ -243,7 +243,8 @@ impl<'a> EventSinks<'a> {
                         s.created, s.duplicates, s.requests
                     );
                 }
-                Err(e) => errors.push(e.context("events not indexed into Elasticsearch")),
+                Err(e) => errors
+                    .push(anyhow::Error::from(e).context("events not indexed into Elasticsearch")),
             }
         }
         if dry_run && cfg.has_network() {

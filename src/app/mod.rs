@@ -52,7 +52,16 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if cause.is::<SkippedRuns>() {
             return Exit::Skipped;
         }
-        if let Some(d) = cause.downcast_ref::<DeliveryError>() {
+        let d = cause.downcast_ref::<DeliveryError>().or_else(|| {
+            match cause.downcast_ref::<crate::sink::elasticsearch::EsError>() {
+                Some(crate::sink::elasticsearch::EsError::Delivery(d)) => Some(d),
+                _ => None,
+            }
+        });
+        if cause.is::<crate::sink::elasticsearch::EsError>() && d.is_none() {
+            return Exit::Delivery;
+        }
+        if let Some(d) = d {
             // A CA file that cannot be used is a usage error, not a failed delivery.
             return match d {
                 DeliveryError::Setup(_) => Exit::Usage,

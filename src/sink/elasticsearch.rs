@@ -48,6 +48,15 @@ pub struct ItemsRefused {
     pub shown: Vec<String>,
 }
 
+/// Why the events did not all get in.
+#[derive(Debug, thiserror::Error)]
+pub enum EsError {
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Refused(#[from] ItemsRefused),
+}
+
 #[derive(Debug, Deserialize)]
 struct BulkAnswer {
     #[serde(default)]
@@ -142,7 +151,7 @@ impl<'a> ElasticsearchSink<'a> {
     }
 
     /// Sends what is left; then fails with [`ItemsRefused`] when any event was refused.
-    pub fn finish(&mut self) -> anyhow::Result<()> {
+    pub fn finish(&mut self) -> Result<(), EsError> {
         if self.in_batch > 0 {
             self.flush()?;
         }
