@@ -215,6 +215,7 @@ pub struct ArchiveConfig {
     pub dir: std::path::PathBuf,
     pub commit: Option<String>,
     pub run_id: Option<String>,
+    pub run_url: Option<String>,
     pub ci_provider: Option<String>,
 }
 

@@ -1067,14 +1067,16 @@ fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
         ("9.2", "junit-xunit2.xml", "size-report.json"),
         ("9.1", "junit-reruns.xml", "size-report-reruns.json"),
     ] {
+        // As on GitHub Actions: commit, run id and run URL go into run.json and the events.
         let out = cli()
-            .args([
-                "push",
-                "--no-ci-detect",
-                "--project",
-                "shop",
-                "--branch",
-                "main",
+            .args(["push", "--project", "shop", "--branch", "main"])
+            .envs([
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_SERVER_URL", "https://github.com"),
+                ("GITHUB_REPOSITORY", "acme/shop"),
+                ("GITHUB_RUN_ID", "4711"),
+                ("GITHUB_SHA", "4f2a9c"),
+                ("GITHUB_JOB", "tests"),
             ])
             .arg(fixture(v, name))
             .args(["--size-report", &fixture(v, size)])
@@ -1132,6 +1134,9 @@ fn backfill_sends_the_events_of_the_runs_it_delivers_at_their_own_time() {
     want.sort();
     got.sort();
     assert_eq!(got, want);
+    assert!(got.iter().all(|l| l.contains(
+        r#""ci_job":"tests","commit":"4f2a9c","ci_run_id":"4711","run_url":"https://github.com/acme/shop/actions/runs/4711","#
+    )));
     assert_eq!(es.state.lock().unwrap().1.docs.len(), want.len());
     // Loki took every event, each stream in time order across the two runs (the fake refuses
     // an entry behind its stream's newest).

@@ -273,7 +273,7 @@ fn send_events(
             grouping: r.group.grouping.clone(),
             commit: r.commit.clone(),
             ci_run_id: r.ci_run_id.clone(),
-            run_url: None,
+            run_url: r.run_url.clone(),
         };
         sinks.send_run(&run, &summary, derive, &ctx);
     }

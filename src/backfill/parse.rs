@@ -71,6 +71,7 @@ pub struct ParsedRun {
     /// `commit` and `run_id` of its run.json: fields of its events.
     pub commit: Option<String>,
     pub ci_run_id: Option<String>,
+    pub run_url: Option<String>,
 }
 
 /// What became of a candidate.
@@ -333,6 +334,7 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
         inputs,
         commit: meta.commit.clone(),
         ci_run_id: meta.run_id.clone(),
+        run_url: meta.run_url.clone(),
     })))
 }
 

@@ -160,6 +160,7 @@ mod tests {
             inputs: Default::default(),
             commit: None,
             ci_run_id: None,
+            run_url: None,
         }
     }
 

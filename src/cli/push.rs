@@ -143,6 +143,7 @@ impl PushArgs {
             dir,
             commit: ci.commit.clone(),
             run_id: ci.run_id.clone(),
+            run_url: ci.run_url.clone(),
             ci_provider: ci.provider.map(str::to_string),
         });
         Ok(PushConfig {
