@@ -1037,6 +1037,10 @@ fn event_flags_are_checked() {
             "error: --es-index: \"Logs\" is not a valid index name (lower case, no spaces or \\/*?\"<>|,#:, not starting with -, _ or +)\n",
         ),
         (
+            vec!["--dry-run", "--events", "-"],
+            "error: --events - and --dry-run both write to stdout; give --events a file\n",
+        ),
+        (
             vec!["--events-all"],
             "error: --events-all needs an event destination: --events PATH|-, --loki URL or --elasticsearch URL\n",
         ),
