@@ -88,7 +88,13 @@ fn benches(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("build", n), &xml, |b, p| {
             b.iter(|| {
-                let mut rb = RunBuilder::with_options("", ReadOptions { test_ids: false });
+                let mut rb = RunBuilder::with_options(
+                    "",
+                    ReadOptions {
+                        test_ids: false,
+                        messages: false,
+                    },
+                );
                 rb.read_junit(p).unwrap();
                 black_box(rb.finish().tests.len())
             })
@@ -118,13 +124,27 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n));
         g.bench_with_input(BenchmarkId::new("read_run", n), &inputs, |b, i| {
             b.iter(|| {
-                let run = read::read_run_with(i, ReadOptions { test_ids: false }).unwrap();
+                let run = read::read_run_with(
+                    i,
+                    ReadOptions {
+                        test_ids: false,
+                        messages: false,
+                    },
+                )
+                .unwrap();
                 black_box(run.tests.len())
             })
         });
         g.finish();
 
-        let run = read::read_run_with(&inputs, ReadOptions { test_ids: false }).unwrap();
+        let run = read::read_run_with(
+            &inputs,
+            ReadOptions {
+                test_ids: false,
+                messages: false,
+            },
+        )
+        .unwrap();
         let cfg = DeriveConfig::default();
         let mut g = c.benchmark_group("derive");
         g.sample_size(20);

@@ -31,6 +31,8 @@ pub struct CiContext {
     /// Per-run facts, for archives only (never labels).
     pub commit: Option<String>,
     pub run_id: Option<String>,
+    /// The web page of this run (or of its job), for events only (never labels).
+    pub run_url: Option<String>,
     /// This job's place in a run split over parallel jobs, as the CI's variables tell it.
     pub shard: Option<CiShard>,
 }
@@ -112,6 +114,17 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
                 Some(a) if a.trim() != "1" => format!("{id}.{}", a.trim()),
                 _ => id,
             }),
+            run_url: match (
+                get("GITHUB_SERVER_URL"),
+                get("GITHUB_REPOSITORY"),
+                get("GITHUB_RUN_ID"),
+            ) {
+                (Some(server), Some(repo), Some(id)) => Some(format!(
+                    "{}/{repo}/actions/runs/{id}",
+                    server.trim_end_matches('/')
+                )),
+                _ => None,
+            },
             shard: None,
         }
     } else if get("GITLAB_CI").is_some() {
@@ -138,6 +151,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job,
             commit: get("CI_COMMIT_SHA"),
             run_id: get("CI_PIPELINE_ID"),
+            run_url: first(&["CI_JOB_URL", "CI_PIPELINE_URL"]),
             shard,
         }
     } else if get("JENKINS_URL").is_some() {
@@ -160,6 +174,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: None,
             commit: get("GIT_COMMIT"),
             run_id: get("BUILD_TAG"),
+            run_url: get("BUILD_URL"),
             shard: None,
         }
     } else if get("CIRCLECI").is_some() {
@@ -177,6 +192,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: get("CIRCLE_JOB"),
             commit: get("CIRCLE_SHA1"),
             run_id: get("CIRCLE_WORKFLOW_ID"),
+            run_url: get("CIRCLE_BUILD_URL"),
             shard: CiShard::read(&get, "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", true),
         }
     } else if get("BUILDKITE").is_some() {
@@ -187,6 +203,7 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job: get("BUILDKITE_STEP_KEY"),
             commit: get("BUILDKITE_COMMIT"),
             run_id: get("BUILDKITE_BUILD_ID"),
+            run_url: get("BUILDKITE_BUILD_URL"),
             shard: CiShard::read(
                 &get,
                 "BUILDKITE_PARALLEL_JOB",
@@ -228,11 +245,38 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> CiContext {
             job,
             commit: first(&["SYSTEM_PULLREQUEST_SOURCECOMMITID", "BUILD_SOURCEVERSION"]),
             run_id: get("BUILD_BUILDID"),
+            run_url: match (
+                get("SYSTEM_COLLECTIONURI"),
+                get("SYSTEM_TEAMPROJECT"),
+                get("BUILD_BUILDID"),
+            ) {
+                (Some(c), Some(p), Some(id)) => Some(format!(
+                    "{}/{}/_build/results?buildId={}",
+                    c.trim_end_matches('/'),
+                    percent_encode(&p),
+                    percent_encode(&id)
+                )),
+                _ => None,
+            },
             shard,
         }
     } else {
         CiContext::default()
     }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters (an Azure project name may
+/// hold spaces).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -246,6 +290,77 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         detect(&move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn run_urls_per_ci() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 8] = [
+            (
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_SERVER_URL", "https://github.com"),
+                    ("GITHUB_REPOSITORY", "acme/shop"),
+                    ("GITHUB_RUN_ID", "123"),
+                ],
+                Some("https://github.com/acme/shop/actions/runs/123"),
+            ),
+            (
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_REPOSITORY", "acme/shop"),
+                ],
+                None,
+            ),
+            (
+                &[
+                    ("GITLAB_CI", "true"),
+                    ("CI_PIPELINE_URL", "https://gitlab.com/a/b/-/pipelines/9"),
+                    ("CI_JOB_URL", "https://gitlab.com/a/b/-/jobs/77"),
+                ],
+                Some("https://gitlab.com/a/b/-/jobs/77"),
+            ),
+            (
+                &[
+                    ("GITLAB_CI", "true"),
+                    ("CI_PIPELINE_URL", "https://gitlab.com/a/b/-/pipelines/9"),
+                ],
+                Some("https://gitlab.com/a/b/-/pipelines/9"),
+            ),
+            (
+                &[
+                    ("CIRCLECI", "true"),
+                    ("CIRCLE_BUILD_URL", "https://circleci.com/gh/a/b/5"),
+                ],
+                Some("https://circleci.com/gh/a/b/5"),
+            ),
+            (
+                &[
+                    ("BUILDKITE", "true"),
+                    ("BUILDKITE_BUILD_URL", "https://buildkite.com/a/b/builds/4"),
+                ],
+                Some("https://buildkite.com/a/b/builds/4"),
+            ),
+            (
+                &[
+                    ("JENKINS_URL", "https://ci/"),
+                    ("BUILD_URL", "https://ci/job/shop/12/"),
+                ],
+                Some("https://ci/job/shop/12/"),
+            ),
+            (
+                &[
+                    ("TF_BUILD", "True"),
+                    ("SYSTEM_COLLECTIONURI", "https://dev.azure.com/acme/"),
+                    ("SYSTEM_TEAMPROJECT", "Web Shop"),
+                    ("BUILD_BUILDID", "42"),
+                ],
+                Some("https://dev.azure.com/acme/Web%20Shop/_build/results?buildId=42"),
+            ),
+        ];
+        for (vars, want) in cases {
+            assert_eq!(ctx(vars).run_url.as_deref(), want, "{vars:?}");
+        }
     }
 
     #[test]

@@ -189,6 +189,38 @@ pub struct PushConfig {
     pub soft_fail: bool,
     /// `--archive DIR`: keep a copy of the reports and a run.json for `backfill`.
     pub archive: Option<ArchiveConfig>,
+    /// `--events`, `--loki`, `--elasticsearch`: the run's events, after the metrics.
+    pub events: Option<EventsConfig>,
+}
+
+/// Where a run's events go (docs/events.md): `--events`, `--loki`, `--elasticsearch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    /// `--events PATH|-`: NDJSON.
+    pub file: Option<crate::sink::events_file::EventsTarget>,
+    /// `--events-all`: an event for every test, not only the notable ones.
+    pub all: bool,
+    /// `--loki URL`.
+    pub loki: Option<reqwest::Url>,
+    /// `--elasticsearch URL` and `--es-index NAME`.
+    pub elasticsearch: Option<(reqwest::Url, String)>,
+    /// The HTTP settings of the event sinks: --timeout, --retries, --ca-file, --deadline,
+    /// --header; credentials only from the sink's own URL (`https://user:pass@…`), never
+    /// the Pushgateway's.
+    pub http: HttpConfig,
+    /// Bound on one request's (uncompressed) body, bytes.
+    pub batch_bytes: usize,
+    /// Per-run facts from the CI environment: fields of the events, never labels.
+    pub commit: Option<String>,
+    pub ci_run_id: Option<String>,
+    pub run_url: Option<String>,
+}
+
+impl EventsConfig {
+    /// True when a network sink is configured.
+    pub fn has_network(&self) -> bool {
+        self.loki.is_some() || self.elasticsearch.is_some()
+    }
 }
 
 /// `push --archive DIR`: where to keep the run, and the per-run facts the CI environment
@@ -198,6 +230,7 @@ pub struct ArchiveConfig {
     pub dir: std::path::PathBuf,
     pub commit: Option<String>,
     pub run_id: Option<String>,
+    pub run_url: Option<String>,
     pub ci_provider: Option<String>,
 }
 

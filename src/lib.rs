@@ -4,6 +4,8 @@
 //! [`read`] (JUnit XML, size report, coverage) → [`model`] (one run) →
 //! [`derive`](mod@derive) (pure: METRICS.md rules) → [`encode`] (text 0.0.4) → [`sink`] (delivery).
 //! `inspect` renders the derived facts for people instead ([`render`]: terminal, JSON).
+//! Events (docs/events.md) take the same road: `derive::events` → `encode::events` →
+//! `sink::{events_file, loki, elasticsearch}`.
 //! [`cli`] and [`config`] turn flags into validated settings; [`app`] is the glue.
 
 pub mod app;

@@ -274,6 +274,9 @@ pub struct CaseElement<'a> {
     pub teardown_error_only: bool,
     /// Surefire-style `<rerunFailure>`, `<rerunError>`, `<flakyFailure>`, `<flakyError>` children.
     pub rerun_children: u32,
+    /// First line of the attempt's first `<failure>`/`<error>` message (or the slow-xfail
+    /// message), bounded and with control characters escaped (`crate::read::junit::first_line`).
+    pub message: Option<&'a str>,
 }
 
 /// A test after collapsing its attempts (METRICS.md §1), as [`Tests`] hands it out.
@@ -443,6 +446,9 @@ pub struct Tests {
     index: Vec<u64>,
     herm: Vec<[u32; 5]>,
     names: Option<Names>,
+    /// Failure messages by slot, kept only when asked ([`Tests::keep_messages`]), and only
+    /// for tests whose last attempt has one: a few hundred bytes per failed test at most.
+    messages: Option<std::collections::HashMap<u32, Box<str>>>,
     seed: u64,
     scratch: Vec<u8>,
 }
@@ -464,6 +470,31 @@ impl Tests {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// From now on keep each test's last failure message ([`TestRef::message`]).
+    pub fn keep_messages(&mut self) {
+        self.messages.get_or_insert_with(Default::default);
+    }
+
+    /// Sets (or with `None` removes) the failure message of the test in slot `i`. Does
+    /// nothing unless [`keep_messages`](Self::keep_messages) was called.
+    pub fn set_message(&mut self, i: usize, message: Option<&str>) {
+        if let Some(m) = &mut self.messages {
+            match message {
+                Some(s) => {
+                    m.insert(i as u32, s.into());
+                }
+                None => {
+                    m.remove(&(i as u32));
+                }
+            }
+        }
+    }
+
+    /// True when messages are kept.
+    pub fn has_messages(&self) -> bool {
+        self.messages.is_some()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -768,6 +799,22 @@ impl TestRef<'_> {
     pub fn key(&self) -> TestKey {
         let k = self.tests.slots[self.index].key;
         u128::from(k[0]) | (u128::from(k[1]) << 64)
+    }
+
+    /// The last attempt's failure message (first line, bounded), when messages are kept.
+    pub fn message(&self) -> Option<&str> {
+        self.tests
+            .messages
+            .as_ref()?
+            .get(&(self.index as u32))
+            .map(|s| &**s)
+    }
+
+    /// The JUnit classname (prefix removed) and name (size label removed), when ids are kept.
+    pub fn names(&self) -> Option<(&str, &str)> {
+        let n = self.tests.names.as_ref()?;
+        let r = &n.refs[self.index];
+        Some((&n.strings[r.class as usize], n.name(r)))
     }
 
     /// The test's id: the size report's node id when it named the test, else one spelled

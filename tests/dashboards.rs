@@ -232,6 +232,10 @@ fn dashboards_are_wired_to_the_variables() {
             if !titles.insert(title.to_string()) {
                 problems.push(format!("{name}: duplicate panel title {title:?}"));
             }
+            if support::grafana::is_loki(p) {
+                problems.extend(logs_panel_problems(name.as_str(), p, &vars));
+                continue;
+            }
             if p["datasource"]["uid"] != "${datasource}" {
                 problems.push(format!(
                     "{name}/{title}: panel datasource is not ${{datasource}}"
@@ -293,6 +297,118 @@ fn dashboards_are_wired_to_the_variables() {
         ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The events' logs panels (docs/events.md): a `logs` panel on the `$loki` data source
+/// variable, its LogQL selecting the event streams of the selected project and branch by
+/// their low-cardinality labels only.
+fn logs_panel_problems(name: &str, p: &Value, vars: &BTreeMap<&str, &Value>) -> Vec<String> {
+    let title = p["title"].as_str().unwrap_or_default();
+    let mut problems = Vec::new();
+    match vars.get("loki") {
+        Some(v) if v["type"] == "datasource" && v["query"] == "loki" => {}
+        _ => problems.push(format!(
+            "{name}: a Loki panel but no $loki data source variable"
+        )),
+    }
+    if p["type"] != "logs" {
+        problems.push(format!(
+            "{name}/{title}: a Loki panel that is not a logs panel"
+        ));
+    }
+    if p["datasource"]["uid"] != "${loki}" {
+        problems.push(format!("{name}/{title}: panel datasource is not ${{loki}}"));
+    }
+    if p["description"].as_str().unwrap_or_default().len() < 20 {
+        problems.push(format!("{name}/{title}: no description"));
+    }
+    let ts = p["targets"].as_array().cloned().unwrap_or_default();
+    if ts.len() != 1 {
+        problems.push(format!("{name}/{title}: {} targets, want 1", ts.len()));
+    }
+    for t in ts {
+        let expr = t["expr"].as_str().unwrap_or_default();
+        if t["datasource"]["uid"] != "${loki}" {
+            problems.push(format!(
+                "{name}/{title}: target datasource is not ${{loki}}"
+            ));
+        }
+        // The stream selector: only the labels ptc-metrics gives its streams.
+        let Some(selector) = expr
+            .strip_prefix('{')
+            .and_then(|r| r.split_once('}'))
+            .map(|(s, _)| s)
+        else {
+            problems.push(format!("{name}/{title}: no stream selector: {expr}"));
+            continue;
+        };
+        let mut labels = BTreeSet::new();
+        for m in selector.split(',') {
+            let m = m.trim();
+            let Some(i) = m.find(['=', '!']) else {
+                problems.push(format!("{name}/{title}: bad matcher {m:?}"));
+                continue;
+            };
+            labels.insert(m[..i].trim().to_string());
+        }
+        if !labels
+            .iter()
+            .all(|l| ["job", "project", "branch", "kind"].contains(&l.as_str()))
+        {
+            problems.push(format!(
+                "{name}/{title}: labels ptc-metrics does not set: {labels:?}"
+            ));
+        }
+        if !selector.contains("project=\"$project\"") || !selector.contains("branch=\"$branch\"") {
+            problems.push(format!(
+                "{name}/{title}: not filtered by $project and $branch: {expr}"
+            ));
+        }
+        if !selector.contains("kind=~\"failure") || !expr.contains("| json") {
+            problems.push(format!(
+                "{name}/{title}: not the failure events, parsed: {expr}"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn logs_panels_show_the_events_of_the_selected_project_and_branch() {
+    let mut found = 0;
+    for (name, d) in dashboards() {
+        let vars: BTreeMap<&str, &Value> = d["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| (v["name"].as_str().unwrap_or(""), v))
+            .collect();
+        for p in panels(&d)
+            .into_iter()
+            .filter(|p| support::grafana::is_loki(p))
+        {
+            found += 1;
+            let problems = logs_panel_problems(&name, p, &vars);
+            assert!(problems.is_empty(), "{}", problems.join("\n"));
+            // The check has teeth: a test-name label, and a panel without the branch, fail.
+            let mut bad = p.clone();
+            bad["targets"][0]["expr"] = Value::from(
+                p["targets"][0]["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replacen('{', "{node_id=\"x\", ", 1),
+            );
+            assert_eq!(logs_panel_problems(&name, &bad, &vars).len(), 1, "{bad}");
+            bad["targets"][0]["expr"] = Value::from(
+                p["targets"][0]["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace(", branch=\"$branch\"", ""),
+            );
+            assert_eq!(logs_panel_problems(&name, &bad, &vars).len(), 1, "{bad}");
+        }
+    }
+    assert_eq!(found, 2, "the logs panels of ptc-test-health and ptc-ci");
 }
 
 // ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ fn seen(c: &CaseElement<'_>) -> String {
 
 fuzz_target!(|data: &[u8]| {
     let p = common::scratch(data);
-    let mut b = RunBuilder::with_options("PFX", ReadOptions { test_ids: true });
+    let mut b = RunBuilder::with_options("PFX", ReadOptions { test_ids: true, messages: true });
     if b.read_junit(&p).is_ok() {
         let run = b.finish();
         let mut n = 0usize;

@@ -178,6 +178,20 @@ pub fn backfill(
         .into()),
     };
     log.finish();
+    let mut event_errors = Vec::new();
+    match (&cfg.events, &delivered) {
+        (Some(ev), Ok(_)) => {
+            let mut said = Vec::new();
+            event_errors = send_events(ev, &plan, &cfg.derive, stdout, &mut said);
+            for l in String::from_utf8_lossy(&said).lines() {
+                log.line(l);
+            }
+        }
+        (Some(_), Err(_)) => log.line(
+            "note: no events sent: the runs' metrics were not delivered (the next backfill sends both)",
+        ),
+        (None, _) => {}
+    }
     match delivered {
         Ok((n, samples)) => log.line(&format!(
             "backfill: {n} new run(s), {samples} samples delivered to {target}; {} already delivered{}{}",
@@ -200,6 +214,19 @@ pub fn backfill(
         }
         Err(e) => return Err(e),
     }
+    let mut last: Option<anyhow::Error> = None;
+    for e in event_errors {
+        if cfg.soft_fail && exit_for(&e) == Exit::Delivery {
+            log.line(&format!(
+                "warning: events not delivered (--soft-fail): {e:#}"
+            ));
+        } else if let Some(earlier) = last.replace(e) {
+            log.line(&format!("error: {earlier:#}"));
+        }
+    }
+    if let Some(e) = last {
+        return Err(e);
+    }
     if counts.failed > 0 {
         return Err(SkippedRuns {
             failed: counts.failed,
@@ -207,6 +234,55 @@ pub fn backfill(
         .into());
     }
     Ok(())
+}
+
+/// The events of the runs just delivered, in delivery order (each run's own time), after
+/// their metrics. Each run is read again, with node ids and failure messages, one at a
+/// time: memory holds one run's table, never its events.
+fn send_events(
+    cfg: &crate::config::EventsConfig,
+    plan: &crate::backfill::plan::Plan,
+    derive: &crate::derive::DeriveConfig,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Vec<anyhow::Error> {
+    let client = match super::events::client(cfg, false) {
+        Ok(c) => c,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    let mut sinks = super::events::EventSinks::open(cfg, client.as_ref(), stdout);
+    for pr in &plan.runs {
+        let r = &pr.run;
+        let opts = crate::read::ReadOptions {
+            test_ids: true,
+            messages: true,
+        };
+        let run = match crate::read::read_run_with(&r.inputs, opts) {
+            Ok(run) => run,
+            Err(e) => {
+                errors.push(anyhow::Error::from(e).context(format!(
+                    "events of {} not sent: the run cannot be read again",
+                    r.dir.display()
+                )));
+                continue;
+            }
+        };
+        let mut summary = crate::derive::summarize(&run, derive, None);
+        summary.timestamp = r.summary.timestamp;
+        let ctx = crate::derive::events::RunContext {
+            run_id: r.id.clone(),
+            timestamp: r.summary.timestamp,
+            job: r.group.job.clone(),
+            grouping: r.group.grouping.clone(),
+            commit: r.commit.clone(),
+            ci_run_id: r.ci_run_id.clone(),
+            run_url: r.run_url.clone(),
+        };
+        sinks.send_run(&run, &summary, derive, &ctx);
+    }
+    errors.extend(sinks.finish(false, stderr));
+    errors
 }
 
 /// Refuses a state written for another destination kind or other buckets.

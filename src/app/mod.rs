@@ -2,6 +2,7 @@
 //! deliver) and maps failures to the documented exit codes. One file per command.
 
 mod backfill;
+pub mod events;
 mod inspect;
 mod prune;
 mod push;
@@ -42,13 +43,25 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         {
             return Exit::Delivery;
         }
-        if cause.is::<crate::sink::verify::NotStored>() {
+        if cause.is::<crate::sink::verify::NotStored>()
+            || cause.is::<crate::sink::events_file::EventsFileError>()
+            || cause.is::<crate::sink::elasticsearch::ItemsRefused>()
+        {
             return Exit::Delivery;
         }
         if cause.is::<SkippedRuns>() {
             return Exit::Skipped;
         }
-        if let Some(d) = cause.downcast_ref::<DeliveryError>() {
+        let d = cause.downcast_ref::<DeliveryError>().or_else(|| {
+            match cause.downcast_ref::<crate::sink::elasticsearch::EsError>() {
+                Some(crate::sink::elasticsearch::EsError::Delivery(d)) => Some(d),
+                _ => None,
+            }
+        });
+        if cause.is::<crate::sink::elasticsearch::EsError>() && d.is_none() {
+            return Exit::Delivery;
+        }
+        if let Some(d) = d {
             // A CA file that cannot be used is a usage error, not a failed delivery.
             return match d {
                 DeliveryError::Setup(_) => Exit::Usage,

@@ -21,11 +21,49 @@ use crate::sink::{exact_push, pushgateway};
 /// `ptc-metrics push`.
 pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<()> {
     // Test ids only when per-test series need them: a test then costs ~50 bytes, not ~100.
+    // Events need node ids and failure messages.
     let opts = ReadOptions {
-        test_ids: cfg.derive.per_test.enabled(),
+        test_ids: cfg.derive.per_test.enabled() || cfg.events.is_some(),
+        messages: cfg.events.is_some(),
     };
     let run = read_run_with(&cfg.inputs, opts)?;
     let summary = summarize(&run, &cfg.derive, None);
+    let metrics = deliver_metrics(cfg, &summary, stdout, stderr);
+    let Some(ev) = &cfg.events else {
+        return metrics;
+    };
+    // The metrics first: an event sink's failure never keeps them from their destination.
+    let run_id = super::events::run_id_of(&cfg.inputs)?;
+    let ctx = super::events::run_context(run_id, summary.timestamp, &cfg.group, ev);
+    let dry_run = cfg.delivery == Delivery::DryRun;
+    let errors = super::events::deliver(
+        ev,
+        &run,
+        &summary,
+        &cfg.derive,
+        &ctx,
+        dry_run,
+        stdout,
+        stderr,
+    );
+    let mut last = metrics.err();
+    for e in errors {
+        if cfg.soft_fail && exit_for(&e) == Exit::Delivery {
+            let _ = writeln!(stderr, "warning: events not delivered (--soft-fail): {e:#}");
+        } else if let Some(earlier) = last.replace(e) {
+            let _ = writeln!(stderr, "error: {earlier:#}");
+        }
+    }
+    last.map_or(Ok(()), Err)
+}
+
+/// Reads nothing: delivers the summary's metrics as `cfg.delivery` says (read → derive are done).
+fn deliver_metrics(
+    cfg: &PushConfig,
+    summary: &Summary,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<()> {
     for n in &summary.notes {
         let _ = writeln!(stderr, "warning: {n}");
     }
@@ -39,13 +77,13 @@ pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     let labels = cfg.group.series_labels();
     match &cfg.delivery {
         Delivery::DryRun => {
-            let mut totals = Totals::of_run(&summary);
+            let mut totals = Totals::of_run(summary);
             if cfg.group.grouping.iter().any(|(k, _)| k == "shard") {
                 // A shard's group does not count runs with timing violations (its run's
                 // group does: docs/ci-at-scale.md).
                 totals.timing_runs.clear();
             }
-            let fams = metrics::families(&summary, &totals, &labels);
+            let fams = metrics::families(summary, &totals, &labels);
             let body = text::encode(&fams).context("encoding the exposition")?;
             stdout
                 .write_all(body.as_bytes())
@@ -66,7 +104,7 @@ pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
             // Each destination is tried even when the other failed; they are independent.
             let mut failures = Vec::new();
             if let Some(tf) = textfile {
-                match to_textfile(tf, &summary, &labels, *accumulate, stderr) {
+                match to_textfile(tf, summary, &labels, *accumulate, stderr) {
                     Ok(n) => {
                         let _ = writeln!(
                             stderr,
@@ -79,7 +117,7 @@ pub fn push(cfg: &PushConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
                 }
             }
             if let Some(gw) = pushgateway {
-                match to_gateway(gw, &summary, &labels, *accumulate, stderr) {
+                match to_gateway(gw, summary, &labels, *accumulate, stderr) {
                     Ok(n) => {
                         let _ = writeln!(
                             stderr,

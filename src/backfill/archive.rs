@@ -130,6 +130,7 @@ fn meta_of(
         timestamp: Some(Timestamp::Text(super::rfc3339(ms))),
         commit: cfg.commit.clone(),
         run_id: cfg.run_id.clone(),
+        run_url: cfg.run_url.clone(),
         ci_provider: cfg.ci_provider.clone(),
         junit_prefix: (!inputs.junit_prefix.is_empty()).then(|| inputs.junit_prefix.clone()),
         files: Some(files),
@@ -176,6 +177,7 @@ mod tests {
             dir: t.path().join("archive"),
             commit: Some("abc123".into()),
             run_id: Some("77".into()),
+            run_url: None,
             ci_provider: Some("github-actions".into()),
         };
         let inputs = Inputs {

@@ -93,6 +93,8 @@ pub struct BackfillConfig {
     pub verify: Option<reqwest::Url>,
     /// Said before anything else (a `--remote-write` path no receiver is known to use).
     pub warnings: Vec<String>,
+    /// `--events`, `--loki`, `--elasticsearch`: the events of the runs delivered, after them.
+    pub events: Option<crate::config::EventsConfig>,
 }
 
 /// `2026-11-26T14:26:54Z` (with `.mmm` when the milliseconds are not zero), UTC.

@@ -66,9 +66,13 @@ pub struct ParsedRun {
     /// The timestamp is a file modification time (no report and no run.json had one).
     pub from_mtime: bool,
     pub summary: Summary,
-    /// The CI run it belongs to (`run_id` of its run.json): the shards of a split run share
-    /// it, and count the run once in the run's group (plan.rs).
-    pub ci_run: Option<String>,
+    /// The run's files, read again for its events (`--events`, `--loki`, `--elasticsearch`).
+    pub inputs: Inputs,
+    /// `commit` and `run_id` of its run.json: fields of its events; the shards of a split
+    /// run share the run id, and count the run once in the run's group (plan.rs).
+    pub commit: Option<String>,
+    pub ci_run_id: Option<String>,
+    pub run_url: Option<String>,
 }
 
 /// What became of a candidate.
@@ -293,6 +297,7 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
     // Names are only needed for per-test series; without them a test costs half the memory.
     let opts = ReadOptions {
         test_ids: ctx.derive.per_test.enabled(),
+        messages: false,
     };
     let run = read_run_with(&inputs, opts).map_err(|e| e.to_string())?;
     let mut summary = summarize(&run, ctx.derive, None);
@@ -327,7 +332,10 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
         timestamp_ms,
         from_mtime,
         summary,
-        ci_run: meta.run_id.clone().filter(|r| !r.trim().is_empty()),
+        inputs,
+        commit: meta.commit.clone(),
+        ci_run_id: meta.run_id.clone(),
+        run_url: meta.run_url.clone(),
     })))
 }
 

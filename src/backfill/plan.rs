@@ -157,7 +157,7 @@ pub fn add_run_groups(plan: &mut Plan, state: &State) {
         if sizes.is_empty() {
             continue;
         }
-        let Some(ci_run) = &pr.run.ci_run else {
+        let Some(ci_run) = pr.run.ci_run_id.as_ref().filter(|r| !r.trim().is_empty()) else {
             without_id += 1;
             continue;
         };
@@ -280,7 +280,10 @@ mod tests {
             timestamp_ms: ts_s * 1000,
             from_mtime: false,
             summary,
-            ci_run: None,
+            inputs: Default::default(),
+            commit: None,
+            ci_run_id: None,
+            run_url: None,
         }
     }
 
@@ -417,7 +420,7 @@ mod tests {
         let mut r = run("s", ts_s, id, 1);
         r.group.grouping.push(("shard".into(), shard.into()));
         r.key = super::super::parse::group_key(&r.group.series_labels());
-        r.ci_run = ci_run.map(str::to_string);
+        r.ci_run_id = ci_run.map(str::to_string);
         r.summary.timing_violations[crate::model::Size::Small.index()] = small;
         r.summary.timing_violations[crate::model::Size::Medium.index()] = medium;
         r

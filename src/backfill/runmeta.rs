@@ -75,6 +75,9 @@ pub struct RunMeta {
     pub commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The CI run's web page: a field of the run's events (docs/events.md), never a label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

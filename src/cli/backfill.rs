@@ -6,7 +6,10 @@ use clap::{Args, ValueEnum};
 
 use reqwest::Url;
 
-use super::{parse_http_url, shown_url, DeriveArgs, GatewayArgs, GroupArgs, SeriesArgs};
+use super::{
+    parse_header, parse_http_url, shown_url, DeriveArgs, EventsArgs, GatewayArgs, GroupArgs,
+    SeriesArgs,
+};
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::ci_env::CiContext;
 use crate::config::{ConfigError, Shard};
@@ -65,8 +68,8 @@ pub struct BackfillArgs {
     /// repeated backfills (cron); one per destination.
     #[arg(long, value_name = "FILE", env = "PTC_METRICS_STATE")]
     pub state: Option<PathBuf>,
-    /// Extra HTTP header for --remote-write and --gateway, e.g. a tenant:
-    /// "X-Scope-OrgID: team-a" (Mimir/Cortex) or "THANOS-TENANT: team-a". Repeatable.
+    /// Extra HTTP header for --remote-write, --gateway, --loki and --elasticsearch, e.g. a
+    /// tenant: "X-Scope-OrgID: team-a" (Mimir/Cortex/Loki) or "THANOS-TENANT: team-a". Repeatable.
     #[arg(
         long = "header",
         value_name = "NAME: VALUE",
@@ -117,6 +120,8 @@ pub struct BackfillArgs {
     pub derive: DeriveArgs,
     #[command(flatten)]
     pub series: SeriesArgs,
+    #[command(flatten)]
+    pub events: EventsArgs,
 }
 
 /// Parses `1MiB`, `512KiB`, `64k`, `2M` or a number of bytes.
@@ -163,44 +168,6 @@ fn verify_url(v: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// Checks a `NAME: VALUE` header.
-fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
-    let Some((name, value)) = h.split_once(':') else {
-        return Err(ConfigError(format!(
-            "--header: {:?} is not of the form \"Name: value\"",
-            name_only(h)
-        )));
-    };
-    let name = name.trim();
-    let value = value.trim();
-    reqwest::header::HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| ConfigError(format!("--header: {name:?} is not a valid header name")))?;
-    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-        ConfigError(format!(
-            "--header {name}: the value holds characters a header cannot carry"
-        ))
-    })?;
-    let lower = name.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "content-type"
-            | "content-encoding"
-            | "content-length"
-            | "host"
-            | "x-prometheus-remote-write-version"
-    ) {
-        return Err(ConfigError(format!(
-            "--header: {name} is set by ptc-metrics itself"
-        )));
-    }
-    Ok((name.to_string(), value.to_string()))
-}
-
-/// A header for messages: its name only (values may be secrets).
-fn name_only(h: &str) -> &str {
-    h.split([':', '=', ' ']).next().unwrap_or("")
-}
-
 impl BackfillArgs {
     pub fn into_config(self) -> Result<BackfillConfig, ConfigError> {
         let derive = self.derive.config(Some(&self.series))?;
@@ -208,6 +175,8 @@ impl BackfillArgs {
         for h in &self.headers {
             http.headers.push(parse_header(h)?);
         }
+        // Commit and CI run id come from each run's run.json, not from this environment.
+        let events = self.events.config(&http, &CiContext::default())?;
         let gateway = self.gateway.gateway_url()?;
         let remote_write = match &self.remote_write {
             None => None,
@@ -294,6 +263,7 @@ impl BackfillArgs {
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         Ok(BackfillConfig {
+            events,
             sources: self.sources,
             sink,
             state: self.state,

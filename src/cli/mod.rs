@@ -534,6 +534,172 @@ pub(crate) fn redact_str(s: &str) -> String {
     }
 }
 
+/// The event sinks of `push` and `backfill` (docs/events.md).
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Also write the run's events (failures, violations, flaky and near-limit tests, and a
+    /// summary) as NDJSON to this file (appended; created when missing), or to stdout with -.
+    #[arg(long, value_name = "PATH|-", env = "PTC_METRICS_EVENTS")]
+    pub events: Option<PathBuf>,
+    /// An event for every test, not only the notable ones.
+    #[arg(long, env = "PTC_METRICS_EVENTS_ALL")]
+    pub events_all: bool,
+    /// Also push the events to Loki's push API at this base URL (http://loki:3100; a tenant
+    /// by --header 'X-Scope-OrgID: team-a'; credentials in the URL).
+    #[arg(long, value_name = "URL", env = "PTC_METRICS_LOKI")]
+    pub loki: Option<String>,
+    /// Also index the events into Elasticsearch or OpenSearch at this base URL (_bulk
+    /// create with _id = event_id; credentials in the URL). Needs --es-index.
+    #[arg(long, value_name = "URL", env = "PTC_METRICS_ELASTICSEARCH")]
+    pub elasticsearch: Option<String>,
+    /// The index or data stream of --elasticsearch, e.g. logs-ptc-default.
+    #[arg(long, value_name = "NAME", env = "PTC_METRICS_ES_INDEX")]
+    pub es_index: Option<String>,
+    /// Bound on one Loki or Elasticsearch request's body (uncompressed): 1MiB, 512KiB, 4MB.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "PTC_METRICS_EVENTS_BATCH_SIZE",
+        default_value = "1MiB"
+    )]
+    pub events_batch_size: String,
+}
+
+impl EventsArgs {
+    /// The events configuration, `None` when no event sink is given. `http` carries the
+    /// command's --timeout, --retries, --ca-file, --deadline and --header; its auth is
+    /// dropped (credentials of the metrics' destination are never sent to a log store).
+    pub fn config(
+        &self,
+        http: &HttpConfig,
+        ci: &CiContext,
+    ) -> Result<Option<crate::config::EventsConfig>, ConfigError> {
+        use crate::sink::events_file::EventsTarget;
+        if self.es_index.is_some() && self.elasticsearch.is_none() {
+            return Err(ConfigError(
+                "--es-index is only used with --elasticsearch URL".into(),
+            ));
+        }
+        let file = self.events.as_ref().map(|p| {
+            if p.as_os_str() == "-" {
+                EventsTarget::Stdout
+            } else {
+                EventsTarget::File(p.clone())
+            }
+        });
+        let loki = self
+            .loki
+            .as_deref()
+            .map(|u| parse_http_url("--loki", u, "http://HOST:PORT", "http://loki:3100"))
+            .transpose()?;
+        let elasticsearch = match &self.elasticsearch {
+            None => None,
+            Some(u) => {
+                let url = parse_http_url(
+                    "--elasticsearch",
+                    u,
+                    "http://HOST:PORT",
+                    "http://elasticsearch:9200",
+                )?;
+                let index = self.es_index.clone().ok_or_else(|| {
+                    ConfigError(
+                        "--elasticsearch needs --es-index NAME (an index or data stream, e.g. logs-ptc-default)"
+                            .into(),
+                    )
+                })?;
+                check_index_name(&index)?;
+                Some((url, index))
+            }
+        };
+        if file.is_none() && loki.is_none() && elasticsearch.is_none() {
+            if self.events_all {
+                return Err(ConfigError(
+                    "--events-all needs an event destination: --events PATH|-, --loki URL or --elasticsearch URL".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let batch_bytes = backfill::parse_size(&self.events_batch_size)
+            .map_err(|e| ConfigError(format!("--events-batch-size: {e}")))?;
+        Ok(Some(crate::config::EventsConfig {
+            file,
+            all: self.events_all,
+            loki,
+            elasticsearch,
+            http: HttpConfig {
+                auth: Auth::None,
+                ..http.clone()
+            },
+            batch_bytes,
+            commit: ci.commit.clone(),
+            ci_run_id: ci.run_id.clone(),
+            run_url: ci.run_url.clone(),
+        }))
+    }
+}
+
+/// Elasticsearch's rules for index (and data stream) names: lower case, not `.` or `..`,
+/// not starting with `-`, `_` or `+`, none of `\ / * ? " < > | , #`, space or `:`, at most
+/// 255 bytes.
+fn check_index_name(n: &str) -> Result<(), ConfigError> {
+    let bad = n.is_empty()
+        || n.len() > 255
+        || n == "."
+        || n == ".."
+        || n.starts_with(['-', '_', '+'])
+        || n.chars().any(|c| {
+            c.is_uppercase()
+                || matches!(
+                    c,
+                    '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ' ' | ':'
+                )
+        });
+    if bad {
+        return Err(ConfigError(format!(
+            "--es-index: {n:?} is not a valid index name (lower case, no spaces or \\/*?\"<>|,#:, not starting with -, _ or +)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a `NAME: VALUE` header (`--header`).
+pub(crate) fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
+    let Some((name, value)) = h.split_once(':') else {
+        return Err(ConfigError(format!(
+            "--header: {:?} is not of the form \"Name: value\"",
+            name_only(h)
+        )));
+    };
+    let name = name.trim();
+    let value = value.trim();
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ConfigError(format!("--header: {name:?} is not a valid header name")))?;
+    reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        ConfigError(format!(
+            "--header {name}: the value holds characters a header cannot carry"
+        ))
+    })?;
+    let lower = name.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "content-type"
+            | "content-encoding"
+            | "content-length"
+            | "host"
+            | "x-prometheus-remote-write-version"
+    ) {
+        return Err(ConfigError(format!(
+            "--header: {name} is set by ptc-metrics itself"
+        )));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// A header for messages: its name only (values may be secrets).
+fn name_only(h: &str) -> &str {
+    h.split([':', '=', ' ']).next().unwrap_or("")
+}
+
 /// `--deadline`, for the commands that deliver once (push, delete, prune).
 #[derive(Debug, Args)]
 pub struct DeadlineArgs {

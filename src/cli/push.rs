@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::{
-    CiDetectArgs, DeadlineArgs, DeriveArgs, GatewayArgs, GroupArgs, InputArgs, SeriesArgs,
+    parse_header, CiDetectArgs, DeadlineArgs, DeriveArgs, EventsArgs, GatewayArgs, GroupArgs,
+    InputArgs, SeriesArgs,
 };
 use crate::ci_env::CiContext;
 use crate::config::{
@@ -66,6 +67,17 @@ pub struct PushArgs {
     /// run once (runs with timing violations); kept in run.json with --archive.
     #[arg(long, value_name = "ID", env = "PTC_METRICS_RUN_ID")]
     pub run_id: Option<String>,
+    #[command(flatten)]
+    pub events: EventsArgs,
+    /// Extra HTTP header for the event sinks (--loki, --elasticsearch), e.g. a Loki tenant:
+    /// --header 'X-Scope-OrgID: team-a'. Repeatable.
+    #[arg(
+        long = "header",
+        value_name = "NAME: VALUE",
+        env = "PTC_METRICS_HEADER",
+        hide_env_values = true
+    )]
+    pub headers: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +111,23 @@ impl PushArgs {
         self.deadline.apply(&mut http)?;
         let url = self.gateway.gateway_url()?;
         let textfile = self.textfile.as_deref().map(textfile_config).transpose()?;
+        let mut event_http = http.clone();
+        for h in &self.headers {
+            event_http.headers.push(parse_header(h)?);
+        }
+        let events = self.events.config(&event_http, &ci)?;
+        if !self.headers.is_empty() && !events.as_ref().is_some_and(|e| e.has_network()) {
+            return Err(ConfigError(
+                "--header is sent to --loki and --elasticsearch only; give one of them".into(),
+            ));
+        }
+        if let Some(e) = &events {
+            if e.file == Some(crate::sink::events_file::EventsTarget::Stdout) && self.dry_run {
+                return Err(ConfigError(
+                    "--events - and --dry-run both write to stdout; give --events a file".into(),
+                ));
+            }
+        }
         let delivery = if self.dry_run {
             Delivery::DryRun
         } else {
@@ -134,6 +163,7 @@ impl PushArgs {
             dir,
             commit: ci.commit.clone(),
             run_id: ci.run_id.clone(),
+            run_url: ci.run_url.clone(),
             ci_provider: ci.provider.map(str::to_string),
         });
         Ok(PushConfig {
@@ -143,6 +173,7 @@ impl PushArgs {
             delivery,
             soft_fail: self.gateway.soft_fail,
             archive,
+            events,
         })
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! No I/O here. [`summarize`] collapses every test to size, outcome, duration and
 //! violations and counts them; [`metrics`] turns a summary plus running totals into
-//! Prometheus metric families.
+//! Prometheus metric families; [`events`] names the tests behind them (docs/events.md), from
+//! the same [`test_facts`].
 
+pub mod events;
 pub mod inspect;
 pub mod metrics;
 pub mod nodeid;

@@ -5,6 +5,7 @@
 //! timestamps, many runs per file, for `promtool tsdb create-blocks-from openmetrics`.
 //! `remote_write`: Prometheus remote write 1.0 (protobuf + snappy) with timestamps.
 
+pub mod events;
 pub mod openmetrics;
 pub mod remote_write;
 pub mod text;

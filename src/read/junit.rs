@@ -66,6 +66,9 @@ struct Case {
     teardown_msg: bool,
     children: u32,
     rerun_children: u32,
+    /// First line of the first `<failure>`/`<error>` message, bounded ([`first_line`]).
+    message: String,
+    has_message: bool,
 }
 
 impl Case {
@@ -81,6 +84,8 @@ impl Case {
         self.teardown_msg = false;
         self.children = 0;
         self.rerun_children = 0;
+        self.message.clear();
+        self.has_message = false;
     }
 
     fn element(&self) -> CaseElement<'_> {
@@ -99,6 +104,7 @@ impl Case {
                 && !r.skipped
                 && !r.xfail,
             rerun_children: self.rerun_children,
+            message: self.has_message.then_some(self.message.as_str()),
         }
     }
 }
@@ -726,11 +732,18 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
         }
         Ok(None)
     };
+    let keep = |c: &mut Case, m: &str| {
+        if !c.has_message {
+            c.has_message = true;
+            first_line(m, &mut c.message);
+        }
+    };
     match name {
         b"failure" => {
             c.result.failure = true;
             if let Some(m) = message()? {
                 c.marks.merge(marks_of_message(&m));
+                keep(c, &m);
             }
             Ok(Frame::Failure)
         }
@@ -740,6 +753,7 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
                 if m.starts_with("failed on teardown") {
                     c.teardown_msg = true;
                 }
+                keep(c, &m);
             }
             Ok(Frame::Other)
         }
@@ -758,6 +772,7 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
             if slow_xfail {
                 // A slow xfail the plugin failed.
                 c.result.failure = true;
+                keep(c, "xfail-marked test passes unexpectedly");
             } else if xfail_type {
                 c.result.xfail = true;
             } else {
@@ -770,6 +785,37 @@ fn case_child(c: &mut Case, name: &[u8], e: &BytesStart<'_>) -> Result<Frame, St
             Ok(Frame::Other)
         }
         _ => Ok(Frame::Other),
+    }
+}
+
+/// Most characters kept of a failure message's first line ([`first_line`]).
+pub const MESSAGE_MAX_CHARS: usize = 500;
+
+/// Writes into `out` the first line of `m` (up to the first `\n` or `\r`), control
+/// characters escaped as Rust escapes them (`\u{1b}`, `\t`), at most [`MESSAGE_MAX_CHARS`]
+/// characters (escapes counted as written), cut on a character boundary and then ended by `…`.
+pub fn first_line(m: &str, out: &mut String) {
+    out.clear();
+    let line = m.split(['\n', '\r']).next().unwrap_or("");
+    let mut n = 0usize;
+    for ch in line.chars() {
+        if ch.is_control() {
+            let esc = ch.escape_default();
+            let len = esc.len();
+            if n + len > MESSAGE_MAX_CHARS {
+                out.push('…');
+                return;
+            }
+            out.extend(esc);
+            n += len;
+        } else {
+            if n + 1 > MESSAGE_MAX_CHARS {
+                out.push('…');
+                return;
+            }
+            out.push(ch);
+            n += 1;
+        }
     }
 }
 
@@ -1121,6 +1167,33 @@ mod tests {
         read(f.path(), |c| cases.push(own(c))).unwrap();
         assert_eq!(cases.len(), 1);
         assert!(cases[0].marks.timing);
+    }
+
+    #[test]
+    fn failure_messages_keep_a_bounded_escaped_first_line() {
+        let mut out = String::new();
+        first_line("AssertionError: a\tb\u{1b}[31m\r\nsecond", &mut out);
+        assert_eq!(out, "AssertionError: a\\tb\\u{1b}[31m");
+        first_line("", &mut out);
+        assert_eq!(out, "");
+        // 500 characters, multi-byte ones counted as one, cut on a character boundary.
+        let long = "é".repeat(600);
+        first_line(&long, &mut out);
+        assert_eq!(out, format!("{}…", "é".repeat(500)));
+        first_line(&"é".repeat(500), &mut out);
+        assert_eq!(out, "é".repeat(500));
+        // An escape that would cross the bound is left out whole.
+        let edge = format!("{}\u{7}", "x".repeat(497));
+        first_line(&edge, &mut out);
+        assert_eq!(out, format!("{}…", "x".repeat(497)));
+        // Through the reader: the message attribute of the last attempt's failure.
+        let doc = "<testsuite><testcase classname=\"c\" name=\"t\" time=\"0\"><failure message=\"boom&#9;x&#10;trace\">tb</failure></testcase></testsuite>";
+        let mut got = Vec::new();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.xml");
+        std::fs::write(&p, doc).unwrap();
+        read(&p, |c| got.push(c.message.map(str::to_string))).unwrap();
+        assert_eq!(got, [Some("boom\\tx".to_string())]);
     }
 
     #[test]

@@ -100,11 +100,18 @@ pub struct ReadOptions {
     /// series, `inspect`). Without them a test costs ~50 bytes instead of ~100 plus its
     /// names, and the metrics come out the same.
     pub test_ids: bool,
+    /// Keep each test's last failure message (first line, bounded), for events
+    /// ([`TestRef::message`](crate::model::TestRef::message)): at most ~500 bytes per
+    /// failed or errored test.
+    pub messages: bool,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { test_ids: true }
+        ReadOptions {
+            test_ids: true,
+            messages: false,
+        }
     }
 }
 
@@ -372,6 +379,8 @@ pub struct RunBuilder {
     /// The join's state while no table thread runs (the thread owns it meanwhile).
     joiner: Joiner,
     worker: Option<Worker>,
+    /// [`ReadOptions::messages`].
+    messages: bool,
 }
 
 /// Elements per batch handed to the table thread.
@@ -397,6 +406,8 @@ struct BatchCase {
     marks: crate::model::FailureMarks,
     teardown_error_only: bool,
     rerun_children: u32,
+    /// End in `Batch::names` of the failure message (after the file), when it has one.
+    message_end: Option<u32>,
 }
 
 /// Size-report entries on their way to the table: node ids (as written) back to back.
@@ -461,7 +472,7 @@ fn apply_batch(tests: &mut Tests, b: &Batch, keys: &mut Vec<TestKey>) {
             let cls = &b.names[start..c.class_end as usize];
             let name = &b.names[c.class_end as usize..c.name_end as usize];
             keys.push(tests.key(cls, name));
-            start = c.file_end as usize;
+            start = c.message_end.unwrap_or(c.file_end) as usize;
         }
         let mut start = 0usize;
         for (i, c) in b.cases.iter().enumerate() {
@@ -474,17 +485,27 @@ fn apply_batch(tests: &mut Tests, b: &Batch, keys: &mut Vec<TestKey>) {
                 c.has_file
                     .then(|| &b.names[c.name_end as usize..c.file_end as usize]),
             );
-            start = c.file_end as usize;
-            apply_case(tests, keys[i], c, names);
+            let message = c
+                .message_end
+                .map(|e| &b.names[c.file_end as usize..e as usize]);
+            start = c.message_end.unwrap_or(c.file_end) as usize;
+            apply_case(tests, keys[i], c, names, message);
         }
     }
 }
 
 /// Adds one element to the table: a new test, a rerun of a known one, or the teardown
 /// error of its last attempt (METRICS.md §1).
-fn apply_case(tests: &mut Tests, key: TestKey, c: &BatchCase, names: (&str, &str, Option<&str>)) {
+fn apply_case(
+    tests: &mut Tests,
+    key: TestKey,
+    c: &BatchCase,
+    names: (&str, &str, Option<&str>),
+    message: Option<&str>,
+) {
     if let Some(i) = tests.find(key) {
         let mut rec = tests.get(i);
+        let had_error = rec.last.error;
         if c.label.is_some() {
             rec.label_size = c.label;
         }
@@ -492,7 +513,11 @@ fn apply_case(tests: &mut Tests, key: TestKey, c: &BatchCase, names: (&str, &str
         if c.teardown_error_only {
             rec.last.error = true;
             rec.last_time += c.time;
+            if message.is_some() && !rec.last.failure && !had_error {
+                tests.set_message(i, message);
+            }
         } else {
+            tests.set_message(i, message);
             rec.attempts += 1;
             rec.reruns += 1;
             rec.last = c.result;
@@ -511,7 +536,8 @@ fn apply_case(tests: &mut Tests, key: TestKey, c: &BatchCase, names: (&str, &str
         last_time: c.time,
         report: None,
     };
-    tests.insert(key, &rec, names);
+    let i = tests.insert(key, &rec, names);
+    tests.set_message(i, message);
 }
 
 /// How many arrivals a lookup is started ahead of its use.
@@ -658,10 +684,13 @@ impl RunBuilder {
     }
 
     pub fn with_options(junit_prefix: &str, opts: ReadOptions) -> Self {
-        let run = Run {
+        let mut run = Run {
             tests: Tests::new(opts.test_ids, rand::random()),
             ..Run::default()
         };
+        if opts.messages {
+            run.tests.keep_messages();
+        }
         RunBuilder {
             run,
             prefix: junit_prefix.to_string(),
@@ -669,6 +698,7 @@ impl RunBuilder {
             reports: ReportBatch::default(),
             joiner: Joiner::default(),
             worker: None,
+            messages: opts.messages,
         }
     }
 
@@ -713,10 +743,19 @@ impl RunBuilder {
         b.names.push_str(base);
         let name_end = b.names.len() as u32;
         b.names.push_str(c.file.unwrap_or(""));
+        let file_end = b.names.len() as u32;
+        let message_end = match c.message {
+            Some(m) if self.messages => {
+                b.names.push_str(m);
+                Some(b.names.len() as u32)
+            }
+            _ => None,
+        };
         b.cases.push(BatchCase {
             class_end,
             name_end,
-            file_end: b.names.len() as u32,
+            file_end,
+            message_end,
             has_file: c.file.is_some(),
             label,
             time: c.time,
@@ -889,7 +928,13 @@ mod tests {
         }
         write!(f, "</testsuite></testsuites>").unwrap();
         for ids in [false, true] {
-            let mut b = RunBuilder::with_options("PFX", ReadOptions { test_ids: ids });
+            let mut b = RunBuilder::with_options(
+                "PFX",
+                ReadOptions {
+                    test_ids: ids,
+                    messages: ids,
+                },
+            );
             b.read_junit(f.path()).unwrap();
             b.apply_report(&SizeEntry {
                 name: "m3.py::t3 [SMALL]",
@@ -954,7 +999,13 @@ mod tests {
         }
         write!(f, "</testsuite></testsuites>").unwrap();
         for ids in [false, true] {
-            let mut b = RunBuilder::with_options("", ReadOptions { test_ids: ids });
+            let mut b = RunBuilder::with_options(
+                "",
+                ReadOptions {
+                    test_ids: ids,
+                    messages: ids,
+                },
+            );
             b.read_junit(f.path()).unwrap();
             for i in 0..n + 5 {
                 let name = match i {
