@@ -503,3 +503,154 @@ fn dump_archive_for_review() {
         }
     }
 }
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The terminal report of the archive at 100 columns, without colour. Every line was checked
+/// by hand against the JSON values asserted above (same numbers, rounded by `secs`: 860.0ms,
+/// +72% = 0.86 / 0.5, 4.1% = 2 / 49, …) and against `inspect`'s layout rules (title: rest,
+/// dimmed column heads, two-space gutters, ids last).
+#[test]
+fn the_terminal_report_matches_its_snapshot_and_fits_any_width() {
+    let a = archive();
+    let dir = a.path().display().to_string();
+    let o = history(&[&dir, "--width", "100", "--color", "never"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let want = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/history.txt"),
+    )
+    .unwrap();
+    let got = text(&o.stdout);
+    if got != want {
+        for (k, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+            if g != w {
+                panic!("line {}:\n got: {g}\nwant: {w}", k + 1);
+            }
+        }
+        panic!("lengths differ:\n{got}");
+    }
+    for w in [60usize, 72, 132] {
+        let o = history(&[&dir, "--width", &w.to_string(), "--top", "1"]);
+        let out = text(&o.stdout);
+        for l in out.lines() {
+            assert!(l.chars().count() <= w, "{w}: {l:?}");
+        }
+        // --top 1 cuts the lists of two or more and says so.
+        assert!(out.contains("1 more tests not shown (--top 1)"), "{out}");
+    }
+    // Colour only when asked for (or on a terminal without NO_COLOR): the slowdown in red.
+    let o = history(&[&dir, "--color", "always"]);
+    assert!(text(&o.stdout).contains("\x1b[31m  +30%\x1b[0m"));
+    let o = history(&[&dir]);
+    assert!(!text(&o.stdout).contains('\x1b'));
+}
+
+#[test]
+fn last_since_and_branch_choose_the_runs() {
+    let a = archive();
+    let dir = a.path().display().to_string();
+    let g = |args: &[&str]| {
+        let mut v = vec![dir.as_str(), "--format", "json"];
+        v.extend_from_slice(args);
+        let o = history(&v);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        json_of(&o)
+    };
+    let d = g(&["--last", "10"]);
+    assert_eq!(d["runs_read"], 10);
+    assert_eq!(
+        d["groups"][0]["first_run"]["timestamp"],
+        "2026-11-02T17:00:00Z"
+    );
+    assert_eq!(d["groups"][0]["first_run"]["run"], 1);
+    // Runs 41-50 only: test_repaired broke at run 45 (5th of the window) and was fixed in
+    // run 50 of the archive; test_breaks broke in the newest.
+    assert_eq!(
+        ids(&d["groups"][0]["fixed"]),
+        ["tests/test_fix.py::test_repaired"]
+    );
+    // Since run 40's start, until run 45's: runs 40-44.
+    let d = g(&[
+        "--since",
+        "2026-11-02T16:00:00Z",
+        "--until",
+        "2026-11-02T21:00:00Z",
+    ]);
+    assert_eq!(d["runs_read"], 5);
+    assert_eq!(
+        d["groups"][0]["newest_run"]["timestamp"],
+        "2026-11-02T20:00:00Z"
+    );
+    let d = g(&["--branch", "release"]);
+    assert_eq!(d["runs_read"], 0);
+    assert_eq!(d["groups"], serde_json::json!([]));
+    let o = history(&[&dir, "--branch", "release"]);
+    assert_eq!(
+        text(&o.stdout),
+        "History: 0 runs in 0 groups\nNo runs in the window.\n"
+    );
+}
+
+/// A run without run.json, one with a truncated report and one of another project are
+/// skipped by name, with exit 4; the report is made of the others.
+#[test]
+fn bad_runs_are_skipped_with_a_warning_and_exit_4() {
+    let a = archive();
+    let root = a.path();
+    // No run.json.
+    let no_meta = write_run(root, 60, "shop");
+    std::fs::remove_file(no_meta.join("run.json")).unwrap();
+    // A report cut off in the middle.
+    let cut = write_run(root, 61, "shop");
+    let xml = std::fs::read_to_string(cut.join("junit.xml")).unwrap();
+    std::fs::write(cut.join("junit.xml"), &xml[..xml.len() / 2]).unwrap();
+    // Another project's run.
+    let other = write_run(root, 62, "elsewhere");
+    let dir = root.display().to_string();
+    let o = history(&[&dir, "--project", "shop", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "warning: skipped {}: has no run.json: history needs each run's time and commit \
+             (archive runs with `ptc-metrics push --archive DIR`)",
+            no_meta.display()
+        )
+    );
+    // The reader's own message, naming file:line:column (the column depends on the cut).
+    let prefix = format!(
+        "warning: skipped {}: {}:1:",
+        cut.display(),
+        cut.join("junit.xml").display()
+    );
+    assert!(lines[1].starts_with(&prefix), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with(
+            ": malformed XML: syntax error: tag not closed: `>` not found before end of input"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2],
+        format!(
+            "warning: skipped {}: is a run of project \"elsewhere\", not \"shop\" (--project); \
+             keep each project's runs in its own archive",
+            other.display()
+        )
+    );
+    assert_eq!(
+        lines[3],
+        "error: 3 run(s) could not be read and were skipped (see the warnings above); the report leaves them out"
+    );
+    assert_eq!(lines.len(), 4);
+    let doc = json_of(&o);
+    assert_eq!(doc["runs_read"], 50);
+    assert_eq!(doc["groups"][0]["runs"], 50);
+    assert_eq!(doc["skipped"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["skipped"][2]["dir"], other.display().to_string());
+}

@@ -42,7 +42,7 @@ enum First {
     Run(Box<Head>),
     NotARun,
     /// Left out by `--branch`.
-    Filtered,
+    Filtered(PathBuf),
     Skip(PathBuf, String),
 }
 
@@ -76,7 +76,9 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
                 }
             }
             First::NotARun => {}
-            First::Filtered => {}
+            First::Filtered(dir) => {
+                run_dirs.insert(dir);
+            }
             First::Skip(dir, error) => {
                 run_dirs.insert(dir.clone());
                 skipped.push(Skipped {
@@ -190,7 +192,7 @@ fn first_pass(c: &Candidate, cfg: &HistoryConfig, defaults: &Defaults) -> First 
     };
     if let Some(b) = &cfg.branch {
         if !group.grouping.iter().any(|(k, v)| k == "branch" && v == b) {
-            return First::Filtered;
+            return First::Filtered(c.dir.clone());
         }
     }
     let timestamp = match meta.timestamp_seconds() {

@@ -647,6 +647,46 @@ mod tests {
     }
 
     #[test]
+    fn in_order_with_at_most_ahead_results_waiting() {
+        use std::sync::atomic::AtomicIsize;
+        let items: Vec<usize> = (0..200).collect();
+        // Started minus taken: what is in flight or waiting, never more than `ahead` + jobs.
+        let open = AtomicIsize::new(0);
+        let peak = AtomicIsize::new(0);
+        let mut got = Vec::new();
+        for_each_in_order(
+            &items,
+            4,
+            3,
+            |i| {
+                let n = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                // Later items finish first, so results have to wait for earlier ones.
+                std::thread::sleep(std::time::Duration::from_micros(
+                    ((200 - i) % 7) as u64 * 50,
+                ));
+                if *i == 17 {
+                    panic!("a bug in one item");
+                }
+                *i * 2
+            },
+            |i, r| {
+                open.fetch_sub(1, Ordering::SeqCst);
+                got.push((i, r));
+            },
+        );
+        // Item 17 panicked: left out, and nothing after it waits for ever.
+        let want: Vec<(usize, usize)> = (0..200).filter(|i| *i != 17).map(|i| (i, i * 2)).collect();
+        assert_eq!(got, want);
+        // Workers only start an item less than `ahead` past the one `take` waits for.
+        assert!(
+            peak.load(Ordering::SeqCst) <= 3 + 1,
+            "{}",
+            peak.load(Ordering::SeqCst)
+        );
+    }
+
+    #[test]
     fn group_keys_escape_and_sort() {
         assert_eq!(
             group_key(&vec![
