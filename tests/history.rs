@@ -654,3 +654,101 @@ fn bad_runs_are_skipped_with_a_warning_and_exit_4() {
     assert_eq!(doc["skipped"].as_array().unwrap().len(), 3);
     assert_eq!(doc["skipped"][2]["dir"], other.display().to_string());
 }
+
+/// `--textfile` and `--gateway`: counts per group and size, and per-test series within
+/// `--max-per-test-series`; the file passes `promtool check metrics`, the gateway (a real
+/// Pushgateway) holds the group under job "ptc_history". Values from the patterns: one
+/// flaky test (small), slower test_creeping (small) and test_report (medium), one chronic,
+/// one hermeticity, one new failure, one rerun-flaky; flip rate 2/49, ratios 1.72 and 1.3.
+#[test]
+fn history_metrics_go_to_a_textfile_and_a_pushgateway_within_the_per_test_cap() {
+    let a = archive();
+    let dir = a.path().display().to_string();
+    let out = tempfile::tempdir().unwrap();
+    let prom = out.path().join("history.prom");
+    let gw = support::Pushgateway::start();
+    let o = history(&[
+        &dir,
+        "--textfile",
+        &prom.display().to_string(),
+        "--gateway",
+        &gw.url,
+        "--max-per-test-series",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let body = std::fs::read_to_string(&prom).unwrap();
+    support::promtool_check_metrics(&body);
+    let series: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
+    let g = r#"branch="main",project="shop""#;
+    let sized = |name: &str, small: u32, medium: u32| {
+        [
+            format!(r#"{name}{{{g},size="large"}} 0"#),
+            format!(r#"{name}{{{g},size="medium"}} {medium}"#),
+            format!(r#"{name}{{{g},size="small"}} {small}"#),
+            format!(r#"{name}{{{g},size="xlarge"}} 0"#),
+        ]
+    };
+    let mut want: Vec<String> = Vec::new();
+    want.extend(sized("pytest_history_chronic_violations", 1, 0));
+    want.extend(sized("pytest_history_flaky_tests", 1, 0));
+    // Run 50 started at 2026-11-01T00:00:00Z + 50 h.
+    want.push(format!(
+        "pytest_history_last_run_timestamp_seconds{{{g}}} 1793671200"
+    ));
+    want.extend(sized("pytest_history_new_failures", 1, 0));
+    want.extend(sized(
+        "pytest_history_persistent_hermeticity_violations",
+        1,
+        0,
+    ));
+    want.extend(sized("pytest_history_rerun_flaky_tests", 1, 0));
+    want.push(format!("pytest_history_runs{{{g}}} 50"));
+    want.extend(sized("pytest_history_slower_tests", 1, 1));
+    // The cap of 2: the flaky test's flip rate, then the slowest slowdown (test_report's
+    // 1.3 is left out).
+    want.push(format!(
+        r#"pytest_history_test_flip_rate{{{g},size="small",test="tests/test_flaky.py::test_sometimes"}} {}"#,
+        2.0f64 / 49.0
+    ));
+    want.push(format!(
+        r#"pytest_history_test_slowdown_ratio{{{g},size="small",test="tests/test_limits.py::test_creeping"}} 1.72"#
+    ));
+    assert_eq!(series, want);
+
+    // The gateway: the same series in group job="ptc_history", project="shop", branch="main".
+    let runs = gw.metric_lines("pytest_history_runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0].contains(r#"job="ptc_history""#)
+            && runs[0].contains(r#"project="shop""#)
+            && runs[0].ends_with(" 50"),
+        "{}",
+        runs[0]
+    );
+    assert_eq!(gw.metric_lines("pytest_history_test_flip_rate").len(), 1);
+    assert_eq!(
+        gw.metric_lines("pytest_history_test_slowdown_ratio").len(),
+        1
+    );
+    // The report itself is still cut at --top (10), the per-test lists only at the cap.
+    let o = history(&[
+        &dir,
+        "--format",
+        "json",
+        "--top",
+        "1",
+        "--textfile",
+        &prom.display().to_string(),
+    ]);
+    let d = json_of(&o);
+    assert_eq!(
+        d["groups"][0]["slower"]["tests"].as_array().unwrap().len(),
+        1
+    );
+    let body = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        body.matches("pytest_history_test_slowdown_ratio{").count(),
+        2
+    );
+}

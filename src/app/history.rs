@@ -16,9 +16,15 @@ use crate::backfill::parse::{
 use crate::backfill::runmeta::{self, RunMeta};
 use crate::config::ConfigError;
 use crate::derive::test_facts;
-use crate::history::{GroupAgg, HistoryConfig, HistoryReport, RunObs, Skipped};
+use crate::encode::text;
+use crate::history::{
+    metrics, GroupAgg, GroupReport, HistoryConfig, HistoryReport, RunObs, Skipped,
+};
 use crate::read::{read_run_with, Inputs, ReadOptions};
 use crate::render::{history as render, Format};
+use crate::sink::http::HttpClient;
+use crate::sink::pushgateway::{self, PushMethod, PushgatewayConfig};
+use crate::sink::textfile;
 
 /// Some runs could not be used and were left out of the report (exit 4).
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +150,10 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
     for s in &skipped {
         writeln!(stderr, "warning: skipped {}: {}", s.dir, s.error).context("writing to stderr")?;
     }
+    deliver(cfg, &reports, stderr)?;
+    for g in &mut reports {
+        g.cut(cfg.options.top);
+    }
     let report = HistoryReport::new(&cfg.options, read, skipped, reports);
     let text = match cfg.format {
         Format::Text => render::terminal(&report, &cfg.terminal),
@@ -160,6 +170,57 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
         return Err(SkippedHistoryRuns(report.skipped.len()).into());
     }
     Ok(())
+}
+
+/// `--textfile` and `--gateway`: the history metrics (`crate::history::metrics`), through
+/// the sinks `push` uses.
+fn deliver(cfg: &HistoryConfig, groups: &[GroupReport], stderr: &mut dyn Write) -> Result<()> {
+    if let Some(t) = &cfg.textfile {
+        let fams = metrics::families(groups, cfg.max_per_test_series);
+        let body = text::encode(&fams).context("encoding the exposition")?;
+        textfile::write(t, &body)?;
+    }
+    let Some((url, http)) = &cfg.gateway else {
+        return Ok(());
+    };
+    let sent = (|| -> Result<()> {
+        let client = HttpClient::new(http.clone())?;
+        for g in groups {
+            let fams = metrics::families(std::slice::from_ref(g), cfg.max_per_test_series);
+            let body = text::encode(&fams).context("encoding the exposition")?;
+            let mut grouping: Vec<(String, String)> = Vec::new();
+            for k in ["project", "branch"] {
+                if let Some(v) = g.labels.get(k) {
+                    grouping.push((k.to_string(), v.clone()));
+                }
+            }
+            for (k, v) in &g.labels {
+                if !matches!(k.as_str(), "job" | "project" | "branch") {
+                    grouping.push((k.clone(), v.clone()));
+                }
+            }
+            let pg = PushgatewayConfig {
+                url: url.clone(),
+                job: metrics::JOB.to_string(),
+                grouping,
+                method: PushMethod::Put,
+                gzip: true,
+            };
+            pushgateway::push(&client, &pg, &body)?;
+        }
+        Ok(())
+    })();
+    match sent {
+        Err(e) if cfg.soft_fail && super::exit_for(&e) == super::Exit::Delivery => {
+            writeln!(
+                stderr,
+                "warning: history metrics not delivered (--soft-fail): {e:#}"
+            )
+            .context("writing to stderr")?;
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// Reads a candidate's `run.json` and sorts its files: no report is parsed here.

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::inspect::{ColorArg, FormatArg};
-use super::DeriveArgs;
+use super::{DeriveArgs, GatewayArgs};
 use crate::config::{parse_age, ConfigError};
 use crate::history::{HistoryConfig, Options};
 use crate::read::junit::parse_timestamp;
@@ -122,6 +122,23 @@ pub struct HistoryArgs {
     /// Tests listed per section.
     #[arg(long, value_name = "N", env = "PTC_METRICS_TOP", default_value_t = 10)]
     pub top: usize,
+    /// Also write the history metrics (counts per group and size, per-test flip rate and
+    /// slowdown ratio) to this file for node_exporter's textfile collector (*.prom).
+    #[arg(long, value_name = "PATH", env = "PTC_METRICS_TEXTFILE")]
+    pub textfile: Option<std::path::PathBuf>,
+    /// Per-test series per group (the flakiest tests' flip rate first, then the slowest
+    /// tests' slowdown ratio).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PTC_METRICS_MAX_PER_TEST_SERIES",
+        default_value_t = 500
+    )]
+    pub max_per_test_series: usize,
+    /// --gateway URL: also push each group's history metrics to a Pushgateway, in a group of
+    /// job "ptc_history" with the group's other labels.
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
 }
 
 /// `20%`, `20 %` or `0.2`.
@@ -222,6 +239,20 @@ impl HistoryArgs {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let textfile = self
+            .textfile
+            .as_deref()
+            .map(super::push::textfile_config)
+            .transpose()?;
+        let gateway = match self.gateway.gateway_url()? {
+            Some(u) => Some((u, self.gateway.http()?)),
+            None => None,
+        };
+        let per_test_series = if textfile.is_some() || gateway.is_some() {
+            self.max_per_test_series
+        } else {
+            0
+        };
         let choice = match self.color {
             ColorArg::Auto => ColourChoice::Auto,
             ColorArg::Always => ColourChoice::Always,
@@ -245,6 +276,7 @@ impl HistoryArgs {
                 chronic_n,
                 min_flips: self.min_flips,
                 top: self.top,
+                per_test_series,
             },
             format: match self.format {
                 FormatArg::Text => Format::Text,
@@ -254,6 +286,10 @@ impl HistoryArgs {
                 width: resolve_width(self.width, terminal_columns, env("COLUMNS").as_deref()),
                 colour: use_colour(choice, stdout_is_tty, env("NO_COLOR").as_deref()),
             },
+            textfile,
+            gateway,
+            max_per_test_series: self.max_per_test_series,
+            soft_fail: self.gateway.soft_fail,
         })
     }
 }
@@ -341,5 +377,25 @@ mod tests {
             "--since 1d is not before --until 2d"
         );
         assert_eq!(e(&["a", "--last", "0"]), "--last: give at least 1");
+        assert_eq!(
+            e(&["a", "--textfile", "/tmp/h.txt"]),
+            "--textfile: \"/tmp/h.txt\" would be ignored: node_exporter's textfile collector reads only \
+             files named *.prom (not hidden); write e.g. /tmp/pytest.prom"
+        );
+        assert_eq!(
+            e(&["a", "--gateway", "pushgateway:9091/metrics"]),
+            "--gateway: \"pushgateway:9091/metrics\" is not a URL; give http://HOST:PORT, e.g. http://pushgateway:9091/metrics"
+        );
+        // Per-test lists are kept long enough for the series only when metrics are written.
+        assert_eq!(cfg(&["a"]).unwrap().options.per_test_series, 0);
+        let c = cfg(&[
+            "a",
+            "--textfile",
+            "/tmp/h.prom",
+            "--max-per-test-series",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(c.options.per_test_series, 50);
     }
 }

@@ -7,7 +7,7 @@ mod backfill;
 mod history;
 mod inspect;
 mod prune;
-mod push;
+pub(crate) mod push;
 
 pub use backfill::{BackfillArgs, ProgressArg};
 pub use history::HistoryArgs;

@@ -128,7 +128,7 @@ impl PushArgs {
 }
 
 /// `--textfile PATH`: a file name node_exporter's textfile collector will read (`*.prom`).
-fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
+pub(crate) fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy())

@@ -32,6 +32,8 @@ use serde::Serialize;
 use crate::derive::TestFacts;
 use crate::model::{Outcome, Resource, Size};
 
+pub mod metrics;
+
 /// Version of the `--format json` document (docs/history.md).
 pub const SCHEMA_VERSION: u32 = 1;
 /// Runs kept per test for "the runs involved" in flips.
@@ -53,6 +55,9 @@ pub struct Options {
     pub min_flips: u32,
     /// `--top`: entries per list.
     pub top: usize,
+    /// Entries kept per list for per-test series (`--max-per-test-series` with `--textfile`
+    /// or `--gateway`, else 0); the report is cut to `top` afterwards ([`GroupReport::cut`]).
+    pub per_test_series: usize,
 }
 
 impl Default for Options {
@@ -65,6 +70,7 @@ impl Default for Options {
             chronic_n: 5,
             min_flips: 3,
             top: 10,
+            per_test_series: 0,
         }
     }
 }
@@ -91,6 +97,14 @@ pub struct HistoryConfig {
     pub options: Options,
     pub format: crate::render::Format,
     pub terminal: crate::render::TerminalConfig,
+    /// `--textfile`: the metrics of every group, for node_exporter's textfile collector.
+    pub textfile: Option<crate::sink::textfile::TextfileConfig>,
+    /// `--gateway`: each group's metrics to its own group of job [`metrics::JOB`].
+    pub gateway: Option<(reqwest::Url, crate::sink::http::HttpConfig)>,
+    /// `--max-per-test-series`: per-test series per group.
+    pub max_per_test_series: usize,
+    /// A delivery failure is a warning.
+    pub soft_fail: bool,
 }
 
 /// One archived run as the analysis sees it.
@@ -535,7 +549,7 @@ impl GroupAgg {
         removed.sort_by(|a, b| a.id.cmp(&b.id));
 
         let suite = self.suite(&o);
-        let top = o.top;
+        let top = o.top.max(o.per_test_series);
         GroupReport {
             key: self.key.clone(),
             labels: self.labels.clone(),
@@ -664,6 +678,11 @@ impl<T: Sized_> Listed<T> {
                 .collect(),
             tests: v,
         }
+    }
+
+    /// Keeps the first `n` entries (the counts stay those of the whole list).
+    pub fn truncate(&mut self, n: usize) {
+        self.tests.truncate(n);
     }
 
     /// Counts per size in [`Size::ALL`] order.
@@ -832,6 +851,23 @@ pub struct GroupReport {
     pub fixed: Listed<TestEntry>,
     pub added: Listed<FirstSeen>,
     pub removed: Listed<LastSeen>,
+}
+
+impl GroupReport {
+    /// Cuts every list to `top` entries.
+    pub fn cut(&mut self, top: usize) {
+        self.flaky.truncate(top);
+        self.rerun_flaky.truncate(top);
+        self.slower.truncate(top);
+        self.drivers.truncate(top);
+        self.chronic_violations.truncate(top);
+        self.near_limit_rising.truncate(top);
+        self.hermeticity_persistent.truncate(top);
+        self.new_failures.truncate(top);
+        self.fixed.truncate(top);
+        self.added.truncate(top);
+        self.removed.truncate(top);
+    }
 }
 
 /// A run left out, and why.
