@@ -752,3 +752,40 @@ fn history_metrics_go_to_a_textfile_and_a_pushgateway_within_the_per_test_cap() 
         2
     );
 }
+
+/// A gateway that cannot be reached: the report is printed all the same, exit 3 naming the
+/// URL; with --soft-fail a warning and exit 0.
+#[test]
+fn an_unreachable_gateway_is_exit_3_after_the_report_or_a_warning_with_soft_fail() {
+    let a = archive();
+    let dir = a.path().display().to_string();
+    let url = format!("http://127.0.0.1:{}", support::free_port());
+    let o = history(&[
+        &dir,
+        "--gateway",
+        &url,
+        "--retries",
+        "0",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert_eq!(json_of(&o)["runs_read"], 50);
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: PUT {url}/metrics/job/ptc_history/project/shop/branch/main: cannot connect ("
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(") after 1 attempt(s); check the URL and that the server is up\n"),
+        "{err}"
+    );
+    let o = history(&[&dir, "--gateway", &url, "--retries", "0", "--soft-fail"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stderr).starts_with(&format!(
+        "warning: history metrics not delivered (--soft-fail): PUT {url}/metrics/job/ptc_history/"
+    )));
+    assert!(text(&o.stdout).starts_with("History: 50 runs in 1 group\n"));
+}

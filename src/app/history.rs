@@ -150,7 +150,7 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
     for s in &skipped {
         writeln!(stderr, "warning: skipped {}: {}", s.dir, s.error).context("writing to stderr")?;
     }
-    deliver(cfg, &reports, stderr)?;
+    let bodies = encode_metrics(cfg, &reports)?;
     for g in &mut reports {
         g.cut(cfg.options.top);
     }
@@ -166,25 +166,31 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         r => r.context("writing to stdout")?,
     }
+    // After the report: a failed delivery (exit 3, which wins over 4) loses no report.
+    deliver(cfg, bodies, stderr)?;
     if !report.skipped.is_empty() {
         return Err(SkippedHistoryRuns(report.skipped.len()).into());
     }
     Ok(())
 }
 
-/// `--textfile` and `--gateway`: the history metrics (`crate::history::metrics`), through
-/// the sinks `push` uses.
-fn deliver(cfg: &HistoryConfig, groups: &[GroupReport], stderr: &mut dyn Write) -> Result<()> {
-    if let Some(t) = &cfg.textfile {
-        let fams = metrics::families(groups, cfg.max_per_test_series);
-        let body = text::encode(&fams).context("encoding the exposition")?;
-        textfile::write(t, &body)?;
-    }
-    let Some((url, http)) = &cfg.gateway else {
-        return Ok(());
+/// What `--textfile` and `--gateway` will send: the file's body, and each group's.
+struct Bodies {
+    textfile: Option<String>,
+    groups: Vec<(PushgatewayConfig, String)>,
+}
+
+/// Encodes the history metrics (`crate::history::metrics`) from the uncut lists.
+fn encode_metrics(cfg: &HistoryConfig, groups: &[GroupReport]) -> Result<Bodies> {
+    let textfile = match &cfg.textfile {
+        Some(_) => Some(
+            text::encode(&metrics::families(groups, cfg.max_per_test_series))
+                .context("encoding the exposition")?,
+        ),
+        None => None,
     };
-    let sent = (|| -> Result<()> {
-        let client = HttpClient::new(http.clone())?;
+    let mut bodies = Vec::new();
+    if let Some((url, _)) = &cfg.gateway {
         for g in groups {
             let fams = metrics::families(std::slice::from_ref(g), cfg.max_per_test_series);
             let body = text::encode(&fams).context("encoding the exposition")?;
@@ -206,7 +212,27 @@ fn deliver(cfg: &HistoryConfig, groups: &[GroupReport], stderr: &mut dyn Write) 
                 method: PushMethod::Put,
                 gzip: true,
             };
-            pushgateway::push(&client, &pg, &body)?;
+            bodies.push((pg, body));
+        }
+    }
+    Ok(Bodies {
+        textfile,
+        groups: bodies,
+    })
+}
+
+/// Writes the textfile and pushes each group, through the sinks `push` uses.
+fn deliver(cfg: &HistoryConfig, bodies: Bodies, stderr: &mut dyn Write) -> Result<()> {
+    if let (Some(t), Some(body)) = (&cfg.textfile, &bodies.textfile) {
+        textfile::write(t, body)?;
+    }
+    let Some((_, http)) = &cfg.gateway else {
+        return Ok(());
+    };
+    let sent = (|| -> Result<()> {
+        let client = HttpClient::new(http.clone())?;
+        for (pg, body) in &bodies.groups {
+            pushgateway::push(&client, pg, body)?;
         }
         Ok(())
     })();
