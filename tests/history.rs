@@ -714,6 +714,8 @@ fn history_metrics_go_to_a_textfile_and_a_pushgateway_within_the_per_test_cap() 
     want.push(format!(
         r#"pytest_history_test_slowdown_ratio{{{g},size="small",test="tests/test_limits.py::test_creeping"}} 1.72"#
     ));
+    // Run 50: 29 small tests, 1 medium.
+    want.extend(sized("pytest_history_tests", 29, 1));
     assert_eq!(series, want);
 
     // The gateway: the same series in group job="ptc_history", project="shop", branch="main".

@@ -55,6 +55,11 @@ pub fn families(groups: &[GroupReport], max_per_test: usize) -> Vec<MetricFamily
             vec![],
         ),
         (
+            "pytest_history_tests",
+            "Tests in the newest run of the window, by size.",
+            vec![],
+        ),
+        (
             "pytest_history_test_flip_rate",
             "Flips between passed and failed per transition, of the tests flaky across runs (capped by --max-per-test-series).",
             vec![],
@@ -96,15 +101,20 @@ pub fn families(groups: &[GroupReport], max_per_test: usize) -> Vec<MetricFamily
             .2
             .extend(per_size(&g.hermeticity_persistent.per_size()));
         fams[7].2.extend(per_size(&g.new_failures.per_size()));
+        if let Some(sizes) = &g.suite.sizes_newest {
+            for (z, n) in sizes {
+                fams[8].2.push(gauge(&[("size", z)], *n as f64));
+            }
+        }
         let flaky = take(&g.flaky, max_per_test);
         for f in flaky {
-            fams[8].2.push(gauge(
+            fams[9].2.push(gauge(
                 &[("test", &test_label(&f.id)), ("size", f.size.as_str())],
                 f.flip_rate,
             ));
         }
         for f in take(&g.slower, max_per_test.saturating_sub(flaky.len())) {
-            fams[9].2.push(gauge(
+            fams[10].2.push(gauge(
                 &[("test", &test_label(&f.id)), ("size", f.size.as_str())],
                 f.ratio,
             ));
