@@ -68,6 +68,15 @@ pub struct HistoryArgs {
         default_value = "20%"
     )]
     pub slower_than: String,
+    /// "Slower" also needs the recent median this many seconds above the baseline median
+    /// (durations of tiny tests vary by more than 20 % from run to run).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "PTC_METRICS_SLOWER_BY",
+        default_value_t = 0.1
+    )]
+    pub slower_by: f64,
     /// "Chronic": violations in at least M of the group's last N runs (N at most 64).
     #[arg(
         long,
@@ -198,6 +207,12 @@ impl HistoryArgs {
             .map_err(|e| ConfigError(format!("--slower-than: {e}")))?;
         let (chronic_m, chronic_n) =
             parse_m_of_n(&self.chronic).map_err(|e| ConfigError(format!("--chronic: {e}")))?;
+        if !(self.slower_by.is_finite() && self.slower_by >= 0.0) {
+            return Err(ConfigError(format!(
+                "--slower-by: {} must be a number of seconds ≥ 0",
+                self.slower_by
+            )));
+        }
         if self.recent == 0 {
             return Err(ConfigError("--recent: give at least 1".into()));
         }
@@ -272,6 +287,7 @@ impl HistoryArgs {
                 recent: self.recent,
                 baseline: self.baseline,
                 slower_than,
+                slower_by: self.slower_by,
                 chronic_m,
                 chronic_n,
                 min_flips: self.min_flips,

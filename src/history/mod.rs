@@ -17,7 +17,7 @@
 //!   Flip rate = flips / (runs with a pass or fail − 1). Reruns within a run are apart.
 //! * **Slower than its baseline**: median of its last `recent` durations above
 //!   `(1 + slower_than) ×` the median of the up to `baseline` durations before them (at
-//!   least `recent` of them); "moved at" is the first run of the newest unbroken stretch
+//!   least `recent` of them) and by more than `slower_by` seconds; "moved at" is the first run of the newest unbroken stretch
 //!   above that threshold.
 //! * **Chronic**: timing or baseline violations (TC006/TC008) in at least `M` of the
 //!   group's last `N` runs; hermeticity violations likewise; near their limit in the newest
@@ -48,6 +48,8 @@ pub struct Options {
     pub baseline: usize,
     /// `--slower-than`: 0.2 is 20 % above the baseline median.
     pub slower_than: f64,
+    /// `--slower-by`: and at least this many seconds above it (noise of tiny tests).
+    pub slower_by: f64,
     /// `--chronic M/N`: in at least M of the last N runs (N ≤ 64; default 3/5).
     pub chronic_m: u32,
     pub chronic_n: u32,
@@ -66,6 +68,7 @@ impl Default for Options {
             recent: 5,
             baseline: 20,
             slower_than: 0.2,
+            slower_by: 0.1,
             chronic_m: 3,
             chronic_n: 5,
             min_flips: 3,
@@ -421,7 +424,7 @@ impl GroupAgg {
                         });
                     }
                     let threshold = mb * (1.0 + o.slower_than);
-                    if mb > 0.0 && mr > threshold {
+                    if mb > 0.0 && mr > threshold && mr - mb > o.slower_by {
                         let mut first = d.len() - 1;
                         while first > 0 && d[first - 1].1 > threshold {
                             first -= 1;
@@ -883,6 +886,7 @@ pub struct Settings {
     pub recent: usize,
     pub baseline: usize,
     pub slower_than: f64,
+    pub slower_by: f64,
     pub chronic_m: u32,
     pub chronic_n: u32,
     pub min_flips: u32,
@@ -915,6 +919,7 @@ impl HistoryReport {
                 recent: o.recent,
                 baseline: o.baseline,
                 slower_than: o.slower_than,
+                slower_by: o.slower_by,
                 chronic_m: o.chronic_m,
                 chronic_n: o.chronic_n,
                 min_flips: o.min_flips,
@@ -1011,6 +1016,39 @@ mod tests {
         assert_eq!(r.fixed.tests[0].id, "t::flaky");
         // The break and fix of t::broken are two flips, fewer than --min-flips.
         assert!(r.flaky.tests.iter().all(|f| f.id != "t::broken"));
+    }
+
+    #[test]
+    fn a_tiny_test_twice_as_slow_is_noise_but_a_tenth_of_a_second_more_is_not() {
+        let mut g = GroupAgg::new("{}".into(), BTreeMap::new(), Options::default());
+        for i in 0..30u32 {
+            let slow = i >= 25;
+            g.add(&run(
+                i,
+                "x",
+                vec![
+                    fact(
+                        "tiny",
+                        Size::Small,
+                        Outcome::Passed,
+                        if slow { 0.002 } else { 0.001 },
+                    ),
+                    fact(
+                        "real",
+                        Size::Medium,
+                        Outcome::Passed,
+                        if slow { 0.45 } else { 0.3 },
+                    ),
+                ],
+            ));
+        }
+        let r = g.finish();
+        assert_eq!(r.slower.total, 1);
+        assert_eq!(r.slower.tests[0].id, "real");
+        assert_eq!(r.slower.tests[0].moved_at.run, 26);
+        // Both drove the suite up, by their increase in seconds.
+        assert_eq!(r.drivers.total, 2);
+        assert_eq!(r.drivers.tests[0].id, "real");
     }
 
     #[test]

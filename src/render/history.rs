@@ -232,10 +232,11 @@ impl Text {
         self.title(
             "Slower than their baseline",
             &format!(
-                "{}; the median of their last {} runs is over {}% above the median of up to {} runs before",
+                "{}; the median of their last {} runs is over {}% and {} above the median of up to {} runs before",
                 Self::count(&g.slower),
                 s.recent,
                 round_pct(s.slower_than),
+                secs(s.slower_by),
                 s.baseline
             ),
         );
