@@ -791,3 +791,101 @@ fn an_unreachable_gateway_is_exit_3_after_the_report_or_a_warning_with_soft_fail
     )));
     assert!(text(&o.stdout).starts_with("History: 50 runs in 1 group\n"));
 }
+
+/// The real archive (fixtures/history-archive, built by fixtures/generate-history.sh): the
+/// sample suite run 14 times with real pytest 9.2 and pytest-test-categories 1.2.2, each run
+/// archived by `push --archive`. What must be found, from the script's design and
+/// fixtures/EXPECTED.md (primary run: timing violations small 3, baseline small 1, flaky
+/// small 1), and nothing else:
+/// * flaky across runs: only test_history_flaky (failed in run 6, passed in run 7 on the same
+///   commit): 2 flips in 13 transitions;
+/// * slower: only test_history_gets_slower (0.5 s spin, 0.8 s from run 9 on): baseline runs
+///   1-9 (median of 8 × 0.5 and 1 × 0.8), recent runs 10-14, moved at run 9;
+/// * chronic: the 3 timing-violating tests and the 1 baseline-violating test of
+///   tests/test_slow.py, in all of the last 5 runs;
+/// * rerun-flaky: test_second_attempt_succeeds (@flaky(reruns=2)), in all 14 runs;
+/// * no new failures, nothing fixed, no test added or gone.
+#[test]
+fn the_real_archive_of_the_sample_suite() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/history-archive");
+    let o = history(&[
+        &dir.display().to_string(),
+        "--format",
+        "json",
+        "--top",
+        "50",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let d = json_of(&o);
+    let g = &d["groups"][0];
+    assert_eq!(d["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        g["key"],
+        r#"{branch="main",ci_job="tests",job="pytest",project="ptc-metrics/sample"}"#
+    );
+    assert_eq!(
+        (g["runs"].as_u64(), g["commits"].as_u64()),
+        (Some(14), Some(13))
+    );
+    assert_eq!(
+        ids(&g["flaky"]),
+        ["extra/test_history.py::test_history_flaky"]
+    );
+    let f = &g["flaky"]["tests"][0];
+    assert_eq!(
+        (f["flips"].as_u64(), f["observations"].as_u64()),
+        (Some(2), Some(14))
+    );
+    assert_eq!(f["same_commit"][0]["failed"]["run"], 6);
+    assert_eq!(f["same_commit"][0]["passed"]["run"], 7);
+    assert_eq!(
+        ids(&g["slower"]),
+        ["extra/test_history.py::test_history_gets_slower"]
+    );
+    let s = &g["slower"]["tests"][0];
+    assert_eq!(s["moved_at"]["run"], 9);
+    assert_eq!(
+        (s["baseline_runs"].as_u64(), s["recent_runs"].as_u64()),
+        (Some(9), Some(5))
+    );
+    // Real durations: the spin is exact to a few ms.
+    let (b, r) = (
+        s["baseline_median"].as_f64().unwrap(),
+        s["recent_median"].as_f64().unwrap(),
+    );
+    assert!(
+        (0.5..0.52).contains(&b) && (0.8..0.82).contains(&r),
+        "{b} {r}"
+    );
+    assert_eq!(
+        ids(&g["chronic_violations"]),
+        [
+            "tests/test_slow.py::test_sleep_past_limit_fails",
+            "tests/test_slow.py::test_slow_expected_failure",
+            "tests/test_slow.py::test_spin_past_limit_passes",
+            "tests/test_slow.py::test_over_tight_baseline",
+        ]
+    );
+    for c in g["chronic_violations"]["tests"].as_array().unwrap() {
+        assert_eq!(
+            (c["runs"].as_u64(), c["of_runs"].as_u64()),
+            (Some(5), Some(5))
+        );
+    }
+    assert_eq!(
+        ids(&g["rerun_flaky"]),
+        ["tests/test_retry.py::test_second_attempt_succeeds"]
+    );
+    assert_eq!(g["rerun_flaky"]["tests"][0]["runs"], 14);
+    for empty in [
+        "near_limit_rising",
+        "hermeticity_persistent",
+        "new_failures",
+        "fixed",
+        "added",
+        "removed",
+    ] {
+        assert_eq!(g[empty]["total"], 0, "{empty}: {}", g[empty]);
+    }
+    assert_eq!(g["suite"]["sizes_newest"]["small"], 69);
+}
