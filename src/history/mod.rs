@@ -223,7 +223,8 @@ pub struct GroupAgg {
     runs: Vec<RunRow>,
     commits: HashMap<String, u32>,
     commit_names: Vec<String>,
-    tests: HashMap<String, TestAgg>,
+    /// By node id; xxh3, as the reader's own name table (SipHash costs more per lookup).
+    tests: HashMap<String, TestAgg, xxhash_rust::xxh3::Xxh3Builder>,
 }
 
 impl GroupAgg {
@@ -236,7 +237,7 @@ impl GroupAgg {
             runs: Vec::new(),
             commits: HashMap::new(),
             commit_names: Vec::new(),
-            tests: HashMap::new(),
+            tests: HashMap::with_hasher(xxhash_rust::xxh3::Xxh3Builder::new()),
         }
     }
 
