@@ -362,6 +362,7 @@ fn every_injected_pattern_is_found_and_nothing_else() {
     assert_eq!(f["observations"], 50);
     close(&f["flip_rate"], 2.0 / 49.0);
     assert_eq!(f["same_commit"].as_array().unwrap().len(), 1);
+    assert_eq!(f["same_commit_failures"], 1);
     assert_eq!(f["same_commit"][0]["commit"], commit(20));
     assert_eq!(f["same_commit"][0]["failed"]["run"], 20);
     assert_eq!(f["same_commit"][0]["passed"]["run"], 21);

@@ -372,20 +372,37 @@ impl GroupAgg {
         for (id, t) in &self.tests {
             let present = n_runs > 0 && t.last_run == newest;
             // Flaky across runs.
-            let mut same = Vec::new();
+            // Each commit's runs are looked through once per test (a commit shared by all
+            // runs and a test failing in most of them stay linear).
+            let mut passed_on: HashMap<u32, Option<u32>> = HashMap::new();
+            let mut same_runs: Vec<(u32, u32, u32)> = Vec::new();
+            let mut same_total = 0usize;
             for fr in t.failed.ones() {
                 let Some(c) = self.runs[fr as usize].commit else {
                     continue;
                 };
-                if let Some(pr) = by_commit[&c].iter().find(|r| t.passed.get(**r)) {
-                    same.push(SameCommit {
-                        commit: self.commit_names[c as usize].clone(),
-                        failed: self.run_ref(fr),
-                        passed: self.run_ref(*pr),
-                    });
+                let pr = *passed_on.entry(c).or_insert_with(|| {
+                    by_commit
+                        .get(&c)
+                        .and_then(|runs| runs.iter().copied().find(|r| t.passed.get(*r)))
+                });
+                if let Some(pr) = pr {
+                    same_total += 1;
+                    if same_runs.len() == FLIP_RUNS {
+                        same_runs.remove(0);
+                    }
+                    same_runs.push((c, fr, pr));
                 }
             }
-            if !same.is_empty() || t.flips >= o.min_flips {
+            let same: Vec<SameCommit> = same_runs
+                .iter()
+                .map(|(c, fr, pr)| SameCommit {
+                    commit: self.commit_names[*c as usize].clone(),
+                    failed: self.run_ref(*fr),
+                    passed: self.run_ref(*pr),
+                })
+                .collect();
+            if same_total > 0 || t.flips >= o.min_flips {
                 flaky.push(FlakyTest {
                     id: id.clone(),
                     size: t.size,
@@ -396,6 +413,7 @@ impl GroupAgg {
                     } else {
                         0.0
                     },
+                    same_commit_failures: same_total,
                     same_commit: same,
                     flip_runs: t.flip_runs.iter().map(|r| self.run_ref(*r)).collect(),
                 });
@@ -525,7 +543,7 @@ impl GroupAgg {
         flaky.sort_by(|a, b| {
             b.flip_rate
                 .total_cmp(&a.flip_rate)
-                .then(b.same_commit.len().cmp(&a.same_commit.len()))
+                .then(b.same_commit_failures.cmp(&a.same_commit_failures))
                 .then(a.id.cmp(&b.id))
         });
         rerun.sort_by(|a, b| b.runs.cmp(&a.runs).then(a.id.cmp(&b.id)));
@@ -730,6 +748,9 @@ pub struct FlakyTest {
     /// Runs in which it passed or failed.
     pub observations: u32,
     pub flip_rate: f64,
+    /// Runs in which it failed on a commit on which it also passed.
+    pub same_commit_failures: usize,
+    /// The last 10 of them, with a run of the commit in which it passed.
     pub same_commit: Vec<SameCommit>,
     /// The runs it flipped in (the last 10).
     pub flip_runs: Vec<RunRef>,
@@ -1050,6 +1071,30 @@ mod tests {
         // Both drove the suite up, by their increase in seconds.
         assert_eq!(r.drivers.total, 2);
         assert_eq!(r.drivers.tests[0].id, "real");
+    }
+
+    #[test]
+    fn one_commit_for_every_run_counts_each_failure_and_keeps_the_last_ten() {
+        let mut g = GroupAgg::new("{}".into(), BTreeMap::new(), Options::default());
+        for i in 0..200u32 {
+            let o = if i % 2 == 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Passed
+            };
+            g.add(&run(i, "same", vec![fact("t", Size::Small, o, 0.1)]));
+        }
+        let r = g.finish();
+        let f = &r.flaky.tests[0];
+        // Failed in runs 1, 3, …, 199; passed in 2, 4, …, 200; 199 flips.
+        assert_eq!(f.same_commit_failures, 100);
+        assert_eq!(f.flips, 199);
+        assert_eq!(f.flip_rate, 1.0);
+        let failed: Vec<u32> = f.same_commit.iter().map(|s| s.failed.run).collect();
+        assert_eq!(failed, (181..=199).step_by(2).collect::<Vec<u32>>());
+        assert!(f.same_commit.iter().all(|s| s.passed.run == 2));
+        assert_eq!(f.flip_runs.len(), 10);
+        assert_eq!(f.flip_runs[9].run, 200);
     }
 
     #[test]

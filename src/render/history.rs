@@ -203,7 +203,7 @@ impl Text {
                         YELLOW,
                         &format!("{:>5}", format!("{:.1}%", f.flip_rate * 100.0))
                     ),
-                    f.same_commit.len(),
+                    f.same_commit_failures,
                     f.size.as_str(),
                     self.id(&f.id, room)
                 );
