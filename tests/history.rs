@@ -492,6 +492,11 @@ fn every_injected_pattern_is_found_and_nothing_else() {
         serde_json::json!({"small": 29, "medium": 1, "large": 0, "xlarge": 0})
     );
     assert_eq!(suite["durations"][0]["tests"], 31);
+    // Run 26: test_removed is gone (after run 25), test_old_name still there (until 30).
+    assert_eq!(
+        suite["durations"][25]["by_size"],
+        serde_json::json!({"small": 29, "medium": 1, "large": 0, "xlarge": 0})
+    );
 }
 
 /// Writes the archive to `$PTC_HISTORY_DUMP` (for looking at the report by hand); does

@@ -600,7 +600,7 @@ impl GroupAgg {
         let k = o.recent.min(d.len());
         let (base, recent) = d.split_at(d.len() - k);
         let base = &base[base.len().saturating_sub(o.baseline)..];
-        let sizes = |r: Option<&RunRow>| {
+        let sizes = |r: Option<&RunRow>| -> Option<BTreeMap<String, u64>> {
             r.map(|r| {
                 Size::ALL
                     .iter()
@@ -617,6 +617,7 @@ impl GroupAgg {
                     timestamp: crate::backfill::rfc3339(r.timestamp_ms),
                     seconds: r.suite_duration,
                     tests: r.sizes.iter().sum(),
+                    by_size: sizes(Some(r)).unwrap_or_default(),
                 })
                 .collect(),
             recent_median: (!recent.is_empty()).then(|| median(recent.iter().copied())),
@@ -842,6 +843,8 @@ pub struct SuitePoint {
     pub timestamp: String,
     pub seconds: f64,
     pub tests: u64,
+    /// Tests per size (the four real sizes, `unsized`/`unknown` when present).
+    pub by_size: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
