@@ -394,6 +394,35 @@ impl Text {
         }
     }
 
+    /// `values` in at most `cells` cells, each the mean of its runs, scaled from the lowest
+    /// to the highest: Unicode blocks with colour, ASCII levels without.
+    fn spark(&self, values: &[f64], cells: usize) -> String {
+        const BLOCKS: [&str; 8] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"];
+        const ASCII: [&str; 8] = ["_", ".", ",", "-", "=", "+", "*", "#"];
+        let levels = if self.colour { &BLOCKS } else { &ASCII };
+        let n = values.len();
+        let cells = cells.clamp(1, n.max(1));
+        let means: Vec<f64> = (0..cells)
+            .map(|k| {
+                let part = &values[k * n / cells..((k + 1) * n / cells).max(k * n / cells + 1)];
+                part.iter().sum::<f64>() / part.len() as f64
+            })
+            .collect();
+        let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        means
+            .iter()
+            .map(|m| {
+                let i = if hi > lo {
+                    (((m - lo) / (hi - lo)) * 7.0).round() as usize
+                } else {
+                    0
+                };
+                levels[i.min(7)]
+            })
+            .collect()
+    }
+
     fn entries(&mut self, l: &Listed<crate::history::TestEntry>, colour: &str) {
         if l.tests.is_empty() {
             return;
@@ -441,6 +470,19 @@ impl Text {
                 secs(last.seconds)
             ),
         );
+        if s.durations.len() >= 2 {
+            let values: Vec<f64> = s.durations.iter().map(|p| p.seconds).collect();
+            let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            self.line(&format!(
+                "  Over the {} runs, oldest to newest ({} to {}):",
+                values.len(),
+                secs(lo),
+                secs(hi)
+            ));
+            let line = self.spark(&values, self.width - 4);
+            self.line(&format!("  [{line}]"));
+        }
         let sizes = |m: &Option<std::collections::BTreeMap<String, u64>>| -> String {
             let Some(m) = m else { return String::new() };
             Size::ALL
@@ -484,5 +526,30 @@ impl Text {
             self.line(&l);
         }
         self.more(&g.drivers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(colour: bool) -> Text {
+        Text {
+            out: String::new(),
+            width: 100,
+            colour,
+            top: 10,
+        }
+    }
+
+    #[test]
+    fn a_spark_line_averages_runs_into_cells_and_scales_low_to_high() {
+        let rising: Vec<f64> = (0..1000).map(f64::from).collect();
+        assert_eq!(text(false).spark(&rising, 8), "_.,-=+*#");
+        assert_eq!(text(true).spark(&rising, 8), "▁▂▃▄▅▆▇█");
+        // Fewer runs than cells: one cell a run.
+        // 2.0 is half way: 3.5 of 7 steps, rounded up to the fifth level.
+        assert_eq!(text(false).spark(&[1.0, 3.0, 2.0], 50), "_#=");
+        assert_eq!(text(false).spark(&[5.0; 4], 10), "____");
     }
 }
