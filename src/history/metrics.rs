@@ -7,7 +7,7 @@
 
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-use super::{GroupReport, Listed, Sized_};
+use super::{GroupReport, HasSize, Listed};
 use crate::derive::test_label;
 use crate::model::Size;
 use crate::read::junit::parse_timestamp;
@@ -137,7 +137,7 @@ pub fn families(groups: &[GroupReport], max_per_test: usize) -> Vec<MetricFamily
     out
 }
 
-fn take<T: Sized_>(l: &Listed<T>, n: usize) -> &[T] {
+fn take<T: HasSize>(l: &Listed<T>, n: usize) -> &[T] {
     &l.tests[..l.tests.len().min(n)]
 }
 

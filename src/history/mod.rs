@@ -17,8 +17,8 @@
 //!   Flip rate = flips / (runs with a pass or fail − 1). Reruns within a run are apart.
 //! * **Slower than its baseline**: median of its last `recent` durations above
 //!   `(1 + slower_than) ×` the median of the up to `baseline` durations before them (at
-//!   least `recent` of them) and by more than `slower_by` seconds; "moved at" is the first run of the newest unbroken stretch
-//!   above that threshold.
+//!   least `recent` of them) and by more than `slower_by` seconds; "moved at" is the first
+//!   run of the newest unbroken stretch above that threshold.
 //! * **Chronic**: timing or baseline violations (TC006/TC008) in at least `M` of the
 //!   group's last `N` runs; hermeticity violations likewise; near their limit in the newest
 //!   run (not chronic) with an upward least-squares trend over their last `N` durations.
@@ -680,11 +680,11 @@ pub struct Listed<T> {
 }
 
 /// Entries of a [`Listed`] have a size.
-pub trait Sized_ {
+pub trait HasSize {
     fn size(&self) -> Size;
 }
 
-impl<T: Sized_> Listed<T> {
+impl<T: HasSize> Listed<T> {
     fn cut(mut v: Vec<T>, top: usize) -> Self {
         let total = v.len();
         let mut n = [0u64; 6];
@@ -719,7 +719,7 @@ impl<T: Sized_> Listed<T> {
 }
 
 macro_rules! sized {
-    ($($t:ty),*) => {$(impl Sized_ for $t { fn size(&self) -> Size { self.size } })*};
+    ($($t:ty),*) => {$(impl HasSize for $t { fn size(&self) -> Size { self.size } })*};
 }
 sized!(
     FlakyTest,

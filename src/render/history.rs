@@ -166,7 +166,7 @@ impl Text {
         }
     }
 
-    fn count<T: crate::history::Sized_>(l: &Listed<T>) -> String {
+    fn count<T: crate::history::HasSize>(l: &Listed<T>) -> String {
         count_by_size(l.total as u64, &l.per_size())
     }
 
