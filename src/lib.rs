@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod derive;
 pub mod encode;
+pub mod history;
 pub mod model;
 pub mod read;
 pub mod render;

@@ -278,7 +278,19 @@ fn run_unit_test_on_mutated_rules(test_file: &str, what: &str, from: &str, to: &
 
 #[test]
 fn unit_tests_fail_on_mutated_rules() {
-    let mutants: [(&str, &str, &str, &str); 28] = [
+    let mutants: [(&str, &str, &str, &str); 30] = [
+        (
+            "history.test.yml",
+            "flaky across runs threshold 1 % -> 2 %",
+            "ptc:pytest_history_flaky_tests:ratio > 0.01",
+            "ptc:pytest_history_flaky_tests:ratio > 0.02",
+        ),
+        (
+            "history.test.yml",
+            "chronic tests counted per size instead of summed",
+            "sum without (size) (pytest_history_chronic_violations) > 0",
+            "max without (size) (pytest_history_chronic_violations) > 0",
+        ),
         (
             "size-distribution.test.yml",
             "pyramid threshold 50 % -> 40 %",

@@ -763,6 +763,18 @@ fn expectations(f: &FixtureFacts, x: f64) -> BTreeMap<String, Check> {
         ),
     );
     m.insert(
+        format!("{th}Flaky across archived runs, by size (ptc-metrics history) / A"),
+        exact(
+            "size",
+            &[
+                ("small", 1.0),
+                ("medium", 0.0),
+                ("large", 0.0),
+                ("xlarge", 0.0),
+            ],
+        ),
+    );
+    m.insert(
         format!("{th}Flaky tests by size / A"),
         Box::new(|s: &[Series]| {
             let got = by_label(s, "size")?;
@@ -1126,6 +1138,46 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
         |d| d["result"].as_array().is_some_and(|r| r.len() == 2),
         Duration::from_secs(20),
     );
+    // `ptc-metrics history --gateway` over an archive of main's two fixture runs on one commit
+    // (primary, then reruns): test_fails_first_time_only failed and passed on commit abc, so
+    // one small test is flaky across runs.
+    let archive = tempfile::tempdir().expect("temp dir");
+    for (i, (junit, size)) in [
+        ("junit-xunit2.xml", "size-report.json"),
+        ("junit-reruns.xml", "size-report-reruns.json"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = archive.path().join(format!("run-{i}"));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::copy(fixture(junit), d.join("junit.xml")).expect("copy");
+        std::fs::copy(fixture(size), d.join("size-report.json")).expect("copy");
+        let meta = serde_json::json!({
+            "project": PROJECT, "branch": BRANCH, "labels": {"python_version": "3.12"},
+            "timestamp": format!("2026-11-26T1{i}:00:00Z"), "commit": "abc",
+        });
+        std::fs::write(d.join("run.json"), meta.to_string()).expect("run.json");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ptc-metrics"))
+        .args([
+            "history",
+            &archive.path().display().to_string(),
+            "--gateway",
+            &pg.url,
+        ])
+        .output()
+        .expect("run ptc-metrics history");
+    assert!(
+        out.status.success(),
+        "history: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    prom.wait_for(
+        &format!("pytest_history_flaky_tests{{{sel}}}"),
+        |d| d["result"].as_array().is_some_and(|r| r.len() == 4),
+        Duration::from_secs(30),
+    );
     // Recording rules have run on the new data.
     prom.wait_for(
         &format!("ptc:pytest_flaky_tests:ratio{{{sel}}}"),
@@ -1355,6 +1407,8 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
     let want: BTreeSet<String> = [
         format!("PytestFlakyRateHigh {BRANCH} firing"),
         format!("PytestFlakyRateHigh {OTHER_BRANCH} firing"),
+        // 1 test flaky across main's archived runs of 90 tests in the newest (ptc-metrics history).
+        format!("PytestFlakyAcrossRunsRateHigh {BRANCH} firing"),
         format!("TestCoverageBelowTarget {OTHER_BRANCH} firing"),
         format!("TestCoverageBelowDefaultBranch {OTHER_BRANCH} firing"),
     ]
@@ -1365,6 +1419,19 @@ fn every_panel_query_returns_the_fixture_values_from_a_real_stack() {
         ));
     }
     for a in alerts["alerts"].as_array().into_iter().flatten() {
+        if a["labels"]["alertname"] == "PytestFlakyAcrossRunsRateHigh" {
+            let want = format!(
+                "1.111% of the tests of {PROJECT} on branch {BRANCH} failed intermittently across the archived \
+                 runs ptc-metrics history analysed: passed and failed on the same commit, or flipped between \
+                 passed and failed (alert above 1 %). `ptc-metrics history` names them."
+            );
+            if a["annotations"]["description"] != want.as_str() {
+                failures.push(format!(
+                    "description: want {want:?}, got {}",
+                    a["annotations"]["description"]
+                ));
+            }
+        }
         if a["labels"]["alertname"] == "PytestFlakyRateHigh" && a["labels"]["branch"] == BRANCH {
             let want = format!(
                 "1.111% of the tests in the last run of {PROJECT} on branch {BRANCH} passed only after a rerun (alert above 1 %)."

@@ -3,11 +3,13 @@
 
 mod backfill;
 pub mod events;
+mod history;
 mod inspect;
 mod prune;
 mod push;
 
 pub use backfill::{backfill, SkippedRuns};
+pub use history::{history, SkippedHistoryRuns};
 pub use inspect::{inspect, terminal_columns};
 pub use prune::prune;
 pub use push::{delete, push};
@@ -28,7 +30,8 @@ pub enum Exit {
     Usage = 2,
     /// The metrics could not be delivered (after retries).
     Delivery = 3,
-    /// `backfill`: some runs could not be read and were skipped; the others were delivered.
+    /// `backfill`, `history`: some runs could not be read and were skipped; the others were
+    /// delivered (reported).
     Skipped = 4,
 }
 
@@ -49,7 +52,7 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         {
             return Exit::Delivery;
         }
-        if cause.is::<SkippedRuns>() {
+        if cause.is::<SkippedRuns>() || cause.is::<SkippedHistoryRuns>() {
             return Exit::Skipped;
         }
         let d = cause.downcast_ref::<DeliveryError>().or_else(|| {
@@ -113,6 +116,16 @@ pub fn main() -> i32 {
             .into_config()
             .map_err(anyhow::Error::from)
             .and_then(|c| backfill(&c, &mut out, &mut err)),
+        crate::cli::Command::History(a) => {
+            use std::io::IsTerminal;
+            let tty = std::io::stdout().is_terminal();
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            a.into_config(&|k| std::env::var(k).ok(), tty, terminal_columns(), now_ms)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| history(&c, &mut out, &mut err))
+        }
     };
     match result {
         Ok(()) => Exit::Ok as i32,

@@ -103,7 +103,7 @@ pub struct Context<'a> {
     pub now_ms: i64,
 }
 
-/// Reads every candidate on `jobs` threads; `on_done` sees each outcome as it arrives.
+/// Reads every candidate on `jobs` threads; `on_done` sees each outcome as it is taken in.
 /// Returns the outcomes in candidate order.
 pub fn parse_all(
     candidates: &[Candidate],
@@ -111,29 +111,17 @@ pub fn parse_all(
     jobs: usize,
     mut on_done: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
     let mut slots: Vec<Option<Outcome>> = (0..candidates.len()).map(|_| None).collect();
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, candidates.len().max(1)) {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(c) = candidates.get(i) else {
-                    break;
-                };
-                if tx.send((i, parse_one(c, ctx))).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        for (i, o) in rx {
+    for_each_in_order(
+        candidates,
+        jobs,
+        usize::MAX,
+        |c| parse_one(c, ctx),
+        |i, o| {
             on_done(&o);
             slots[i] = Some(o);
-        }
-    });
+        },
+    );
     slots
         .into_iter()
         .zip(candidates)
@@ -144,6 +132,65 @@ pub fn parse_all(
             })
         })
         .collect()
+}
+
+/// Runs `work` on every item on `jobs` threads and hands the results to `take` on the
+/// calling thread **in item order** (`take(index, result)`). At most `ahead` results wait
+/// for an earlier one, so memory is bounded by `ahead` results however many items there
+/// are (`backfill` reads all runs ahead; `history` folds runs in time order as they come).
+/// A worker that panics leaves its item out (`take` is not called for it).
+pub fn for_each_in_order<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    ahead: usize,
+    work: impl Fn(&T) -> R + Sync,
+    mut take: impl FnMut(usize, R),
+) {
+    use std::sync::{Condvar, Mutex};
+    let next = AtomicUsize::new(0);
+    // The index `take` waits for; workers wait while they are `ahead` past it.
+    let taken = (Mutex::new(0usize), Condvar::new());
+    let ahead = ahead.max(1);
+    let (tx, rx) = mpsc::channel::<(usize, Option<R>)>();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            let tx = tx.clone();
+            let (next, taken, work) = (&next, &taken, &work);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else {
+                    break;
+                };
+                {
+                    let (lock, cv) = taken;
+                    let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while i >= t.saturating_add(ahead) {
+                        t = cv.wait(t).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                // A panic (a bug) must not leave `take` waiting for this item for ever.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item))).ok();
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting: BTreeMap<usize, Option<R>> = BTreeMap::new();
+        let mut want = 0usize;
+        for (i, r) in rx {
+            waiting.insert(i, r);
+            while let Some(r) = waiting.remove(&want) {
+                if let Some(r) = r {
+                    take(want, r);
+                }
+                want += 1;
+                let (lock, cv) = &taken;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = want;
+                cv.notify_all();
+            }
+        }
+    });
 }
 
 /// Reads one candidate.
@@ -609,6 +656,46 @@ mod tests {
             };
             assert_eq!(r.dir, c.dir);
         }
+    }
+
+    #[test]
+    fn in_order_with_at_most_ahead_results_waiting() {
+        use std::sync::atomic::AtomicIsize;
+        let items: Vec<usize> = (0..200).collect();
+        // Started minus taken: what is in flight or waiting, never more than `ahead` + jobs.
+        let open = AtomicIsize::new(0);
+        let peak = AtomicIsize::new(0);
+        let mut got = Vec::new();
+        for_each_in_order(
+            &items,
+            4,
+            3,
+            |i| {
+                let n = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                // Later items finish first, so results have to wait for earlier ones.
+                std::thread::sleep(std::time::Duration::from_micros(
+                    ((200 - i) % 7) as u64 * 50,
+                ));
+                if *i == 17 {
+                    panic!("a bug in one item");
+                }
+                *i * 2
+            },
+            |i, r| {
+                open.fetch_sub(1, Ordering::SeqCst);
+                got.push((i, r));
+            },
+        );
+        // Item 17 panicked: left out, and nothing after it waits for ever.
+        let want: Vec<(usize, usize)> = (0..200).filter(|i| *i != 17).map(|i| (i, i * 2)).collect();
+        assert_eq!(got, want);
+        // Workers only start an item less than `ahead` past the one `take` waits for.
+        assert!(
+            peak.load(Ordering::SeqCst) <= 3 + 1,
+            "{}",
+            peak.load(Ordering::SeqCst)
+        );
     }
 
     #[test]

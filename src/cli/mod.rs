@@ -4,11 +4,13 @@
 //! groups several commands share (inputs, derivation, group labels, HTTP) live here.
 
 mod backfill;
+mod history;
 mod inspect;
 mod prune;
-mod push;
+pub(crate) mod push;
 
 pub use backfill::{BackfillArgs, ProgressArg};
+pub use history::HistoryArgs;
 pub use inspect::{ColorArg, FormatArg, InspectArgs};
 pub use prune::PruneArgs;
 pub use push::{DeleteArgs, MethodArg, PushArgs};
@@ -33,8 +35,8 @@ use crate::sink::http::{Auth, HttpConfig, Secret};
     version,
     about = "Turn pytest JUnit XML and pytest-test-categories reports into Prometheus metrics",
     after_help = "Exit status: 0 success; 1 internal error; 2 bad usage or unreadable input; \
-                  3 delivery failed after retries (0 with --soft-fail); 4 backfill: some runs \
-                  could not be read and were skipped, the others were delivered."
+                  3 delivery failed after retries (0 with --soft-fail); 4 backfill, history: some runs \
+                  could not be read and were skipped, the others were delivered (reported)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -57,6 +59,9 @@ pub enum Command {
     /// exactly once: Prometheus remote write, an OpenMetrics file for promtool, or the newest
     /// run of each group to a Pushgateway.
     Backfill(Box<BackfillArgs>),
+    /// Which tests, and since when: tests flaky across runs, slower than their own baseline,
+    /// chronically at their limit, newly failing or fixed, from archived runs (push --archive).
+    History(Box<HistoryArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -192,7 +192,7 @@ fn run_group(gateway: &PushgatewayConfig, ci: &CiContext) -> Option<RunGroup> {
 }
 
 /// `--textfile PATH`: a file name node_exporter's textfile collector will read (`*.prom`).
-fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
+pub(crate) fn textfile_config(p: &std::path::Path) -> Result<TextfileConfig, ConfigError> {
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy())

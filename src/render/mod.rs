@@ -5,6 +5,7 @@
 //! turns `auto` off); `json`: the same facts as the documented JSON document
 //! `docs/inspect-json.md` (`"schema_version": 1`).
 
+pub mod history;
 pub mod json;
 pub mod terminal;
 

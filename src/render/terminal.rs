@@ -608,7 +608,7 @@ impl Report {
 }
 
 /// `3 tests (small 2, medium 1)`, or `none`.
-fn count_by_size(total: u64, per: &[u64; 6]) -> String {
+pub(crate) fn count_by_size(total: u64, per: &[u64; 6]) -> String {
     if total == 0 {
         return "none".into();
     }
@@ -620,11 +620,11 @@ fn count_by_size(total: u64, per: &[u64; 6]) -> String {
     format!("{} ({})", n_tests(total), parts.join(", "))
 }
 
-fn n_tests(n: u64) -> String {
+pub(crate) fn n_tests(n: u64) -> String {
     format!("{n} test{}", if n == 1 { "" } else { "s" })
 }
 
-fn round_pct(r: f64) -> String {
+pub(crate) fn round_pct(r: f64) -> String {
     let p = r * 100.0;
     if (p - p.round()).abs() < 1e-9 {
         format!("{}", p.round())
@@ -733,7 +733,7 @@ pub fn width(s: &str) -> usize {
     s.chars().map(char_width).sum()
 }
 
-fn pad_right(s: &str, w: usize) -> String {
+pub(crate) fn pad_right(s: &str, w: usize) -> String {
     let mut o = s.to_string();
     for _ in width(s)..w {
         o.push(' ');
