@@ -784,7 +784,7 @@ fn loki_out_of_order_is_a_delivery_failure_after_the_metrics() {
     assert_eq!(
         stderr(&out),
         format!(
-            "wrote 3 tests (15 families) to {}\n\
+            "wrote 3 tests (16 families) to {}\n\
              error: events not pushed to Loki: POST http://127.0.0.1:{port}/loki/api/v1/push: the server answered 400 Bad Request: \
              entry with timestamp 1795703214052000000 ignored, reason: 'entry out of order' for stream: \
              {{branch=\"main\", job=\"pytest\", kind=\"run\", project=\"shop\"}},\ntotal ignored: 1 out of 1; \
