@@ -590,7 +590,7 @@ fn delivery_failure_exit_3_and_soft_fail() {
         )),
         "{e}"
     );
-    assert!(e.contains("after 2 attempt(s); check the URL and that the server is up\nhint: add --soft-fail to keep the job green when the metrics or events cannot be delivered\n"), "{e}");
+    assert!(e.contains("after 2 attempt(s); check the URL and that the server is up\nhint: add --soft-fail to keep the job green when the metrics cannot be delivered\n"), "{e}");
     assert!(!e.contains("use --soft-fail"), "{e}");
     let o = run(&[
         "push",

@@ -383,7 +383,7 @@ fn push(url: &str, extra: &[&str]) -> Run {
 }
 
 const HINT: &str =
-    "hint: add --soft-fail to keep the job green when the metrics or events cannot be delivered\n";
+    "hint: add --soft-fail to keep the job green when the metrics cannot be delivered\n";
 
 /// The error of a read of the gateway that timed out on every attempt.
 fn read_timed_out(url: &str, limit: &str, attempts: u32) -> String {

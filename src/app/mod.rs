@@ -138,7 +138,7 @@ pub fn main() -> i32 {
             if unavailable {
                 let _ = writeln!(
                     err,
-                    "hint: add --soft-fail to keep the job green when the metrics or events cannot be delivered"
+                    "hint: add --soft-fail to keep the job green when the metrics cannot be delivered"
                 );
             }
             exit_for(&e) as i32
