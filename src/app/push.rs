@@ -249,17 +249,7 @@ fn to_run_group(
             (exact_push::run_id(&url, &run, &format!("timing {size}")), t)
         })
         .collect();
-    let labels: Labels = {
-        let mut l = vec![("job".to_string(), rg.gateway.job.clone())];
-        l.extend(
-            rg.gateway
-                .grouping
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .cloned(),
-        );
-        l
-    };
+    let labels: Labels = rg.gateway.group_labels().into_iter().collect();
     let body = |totals: &Totals| -> Result<String, String> {
         text::encode(&metrics::run_group_families(totals, &labels))
             .map_err(|e| format!("cannot encode the exposition: {e}"))
