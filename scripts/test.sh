@@ -13,6 +13,7 @@
 # Environment:
 #   PTC_SKIP_INSTALL=1   never call apt-get (fail in the tests instead)
 #   CARGO_TEST_ARGS      extra args after `cargo test --all-targets` (e.g. "-- --nocapture")
+#   CARGO_INCREMENTAL    left as set; under CI (CI set) 0 when unset
 #   RUST_TEST_THREADS    test threads per binary (default: max(4, nproc); the
 #                        server tests mostly wait, e.g. ~5 s for Prometheus' first scrape)
 set -euo pipefail
@@ -116,6 +117,18 @@ cargo --version
 rustc --version
 cargo fmt --version
 cargo clippy --version
+# A fresh clone gains nothing from incremental compilation but its disk (about 0.5 GB).
+if [ -n "${CI:-}" ] && [ -z "${CARGO_INCREMENTAL:-}" ]; then
+    export CARGO_INCREMENTAL=0
+    echo "CI: CARGO_INCREMENTAL=0"
+fi
+# The build needs about 2.5 GB (clippy's and the tests' builds); say so
+# up front instead of failing mid-link with "No space left on device".
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+echo "free disk at $REPO_ROOT: $((free_kb / 1024)) MB"
+if [ "${free_kb:-0}" -lt $((3 * 1024 * 1024)) ]; then
+    echo "warning: less than 3 GB free at $REPO_ROOT; the build may run out of disk" >&2
+fi
 section_done
 
 # ---------------------------------------------------------------------------
