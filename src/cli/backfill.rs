@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use reqwest::Url;
 
 use super::{
-    parse_header, parse_http_url, shown_url, DeriveArgs, EventsArgs, GatewayArgs, GroupArgs,
-    SeriesArgs,
+    parse_header, parse_http_url, shown_url, ArchiveReadArgs, DeriveArgs, EventsArgs, GatewayArgs,
+    GroupArgs, SeriesArgs,
 };
 use crate::backfill::{BackfillConfig, Defaults, ProgressMode, SinkConfig};
 use crate::ci_env::CiContext;
@@ -88,9 +88,8 @@ pub struct BackfillArgs {
         default_value = "1MiB"
     )]
     pub batch_size: String,
-    /// Threads that read runs (default: the number of CPUs).
-    #[arg(long, value_name = "N", env = "PTC_METRICS_JOBS")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub archive: ArchiveReadArgs,
     /// How progress is shown on stderr.
     #[arg(
         long,
@@ -106,14 +105,6 @@ pub struct BackfillArgs {
     pub discard_pending: bool,
     #[command(flatten)]
     pub group: GroupArgs,
-    /// The --junitprefix given to pytest, for runs whose run.json names none.
-    #[arg(
-        long,
-        value_name = "PFX",
-        env = "PTC_METRICS_JUNIT_PREFIX",
-        default_value = ""
-    )]
-    pub junit_prefix: String,
     #[command(flatten)]
     pub gateway: GatewayArgs,
     #[command(flatten)]
@@ -257,11 +248,7 @@ impl BackfillArgs {
         }
         let batch_bytes =
             parse_size(&self.batch_size).map_err(|e| ConfigError(format!("--batch-size: {e}")))?;
-        let jobs = match self.jobs {
-            Some(0) => return Err(ConfigError("--jobs: give at least 1".into())),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
+        let jobs = self.archive.jobs()?;
         Ok(BackfillConfig {
             events,
             sources: self.sources,
@@ -274,7 +261,7 @@ impl BackfillArgs {
                 project: self.group.project,
                 branch: self.group.branch,
                 labels,
-                junit_prefix: self.junit_prefix,
+                junit_prefix: self.archive.junit_prefix,
             },
             batch_bytes,
             jobs,

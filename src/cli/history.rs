@@ -2,12 +2,12 @@
 
 use clap::Args;
 
-use super::inspect::{ColorArg, FormatArg};
-use super::{DeriveArgs, GatewayArgs};
+use super::inspect::{FormatArg, TerminalArgs};
+use super::{ArchiveReadArgs, DeriveArgs, GatewayArgs};
 use crate::config::{parse_age, ConfigError};
 use crate::history::{HistoryConfig, Options};
 use crate::read::junit::parse_timestamp;
-use crate::render::{resolve_width, use_colour, ColourChoice, Format, TerminalConfig};
+use crate::render::Format;
 
 #[derive(Debug, Args)]
 #[command(
@@ -94,17 +94,8 @@ pub struct HistoryArgs {
         default_value_t = 3
     )]
     pub min_flips: u32,
-    /// Threads that read runs (default: the number of CPUs).
-    #[arg(long, value_name = "N", env = "PTC_METRICS_JOBS")]
-    pub jobs: Option<usize>,
-    /// The --junitprefix given to pytest, for runs whose run.json names none.
-    #[arg(
-        long,
-        value_name = "PFX",
-        env = "PTC_METRICS_JUNIT_PREFIX",
-        default_value = ""
-    )]
-    pub junit_prefix: String,
+    #[command(flatten)]
+    pub archive: ArchiveReadArgs,
     #[command(flatten)]
     pub derive: DeriveArgs,
     /// Output format (json: docs/history.md, schema_version 1).
@@ -115,19 +106,8 @@ pub struct HistoryArgs {
         default_value = "text"
     )]
     pub format: FormatArg,
-    /// Colour in the text report.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "WHEN",
-        env = "PTC_METRICS_COLOR",
-        default_value = "auto"
-    )]
-    pub color: ColorArg,
-    /// Line width of the text report (default: the terminal's width, else $COLUMNS, else 100;
-    /// at least 60).
-    #[arg(long, value_name = "COLUMNS", env = "PTC_METRICS_WIDTH")]
-    pub width: Option<usize>,
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
     /// Tests listed per section.
     #[arg(long, value_name = "N", env = "PTC_METRICS_TOP", default_value_t = 10)]
     pub top: usize,
@@ -249,11 +229,7 @@ impl HistoryArgs {
                 )));
             }
         }
-        let jobs = match self.jobs {
-            Some(0) => return Err(ConfigError("--jobs: give at least 1".into())),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
+        let jobs = self.archive.jobs()?;
         let textfile = self
             .textfile
             .as_deref()
@@ -268,11 +244,7 @@ impl HistoryArgs {
         } else {
             0
         };
-        let choice = match self.color {
-            ColorArg::Auto => ColourChoice::Auto,
-            ColorArg::Always => ColourChoice::Always,
-            ColorArg::Never => ColourChoice::Never,
-        };
+        let terminal = self.terminal.config(env, stdout_is_tty, terminal_columns);
         Ok(HistoryConfig {
             sources: self.sources,
             since_ms: since,
@@ -280,7 +252,7 @@ impl HistoryArgs {
             last: self.last,
             project: self.project,
             branch: self.branch,
-            junit_prefix: self.junit_prefix,
+            junit_prefix: self.archive.junit_prefix,
             jobs,
             derive,
             options: Options {
@@ -298,10 +270,7 @@ impl HistoryArgs {
                 FormatArg::Text => Format::Text,
                 FormatArg::Json => Format::Json,
             },
-            terminal: TerminalConfig {
-                width: resolve_width(self.width, terminal_columns, env("COLUMNS").as_deref()),
-                colour: use_colour(choice, stdout_is_tty, env("NO_COLOR").as_deref()),
-            },
+            terminal,
             textfile,
             gateway,
             max_per_test_series: self.max_per_test_series,

@@ -24,6 +24,46 @@ pub enum ColorArg {
     Never,
 }
 
+/// How a text report fits the terminal: `--color` and `--width`, shared by `inspect` and
+/// `history`, resolved once with `NO_COLOR`, whether stdout is a terminal, and `COLUMNS`.
+#[derive(Debug, Args)]
+pub struct TerminalArgs {
+    /// Colour in the text report.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        env = "PTC_METRICS_COLOR",
+        default_value = "auto"
+    )]
+    pub color: ColorArg,
+    /// Line width of the text report (default: the terminal's width, else $COLUMNS, else 100;
+    /// at least 60).
+    #[arg(long, value_name = "COLUMNS", env = "PTC_METRICS_WIDTH")]
+    pub width: Option<usize>,
+}
+
+impl TerminalArgs {
+    /// `env` looks up `COLUMNS` and `NO_COLOR`; `stdout_is_tty` says whether stdout is a
+    /// terminal; `terminal_columns` is the terminal's width when there is one.
+    pub fn config(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        stdout_is_tty: bool,
+        terminal_columns: Option<usize>,
+    ) -> TerminalConfig {
+        let choice = match self.color {
+            ColorArg::Auto => ColourChoice::Auto,
+            ColorArg::Always => ColourChoice::Always,
+            ColorArg::Never => ColourChoice::Never,
+        };
+        TerminalConfig {
+            width: resolve_width(self.width, terminal_columns, env("COLUMNS").as_deref()),
+            colour: use_colour(choice, stdout_is_tty, env("NO_COLOR").as_deref()),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     #[command(flatten)]
@@ -38,19 +78,8 @@ pub struct InspectArgs {
         default_value = "text"
     )]
     pub format: FormatArg,
-    /// Colour in the text report.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "WHEN",
-        env = "PTC_METRICS_COLOR",
-        default_value = "auto"
-    )]
-    pub color: ColorArg,
-    /// Line width of the text report (default: the terminal's width, else $COLUMNS, else 100;
-    /// at least 60).
-    #[arg(long, value_name = "COLUMNS", env = "PTC_METRICS_WIDTH")]
-    pub width: Option<usize>,
+    #[command(flatten)]
+    pub terminal: TerminalArgs,
     /// Tests listed per section (violations, near limit, flaky, hermeticity, coverage files),
     /// and per size for the slowest tests.
     #[arg(long, value_name = "N", env = "PTC_METRICS_TOP", default_value_t = 10)]
@@ -68,11 +97,6 @@ impl InspectArgs {
     ) -> Result<InspectConfig, ConfigError> {
         let inputs = self.input.inputs()?;
         let derive = self.derive.config(None)?;
-        let choice = match self.color {
-            ColorArg::Auto => ColourChoice::Auto,
-            ColorArg::Always => ColourChoice::Always,
-            ColorArg::Never => ColourChoice::Never,
-        };
         Ok(InspectConfig {
             inputs,
             derive,
@@ -81,10 +105,7 @@ impl InspectArgs {
                 FormatArg::Text => Format::Text,
                 FormatArg::Json => Format::Json,
             },
-            terminal: TerminalConfig {
-                width: resolve_width(self.width, terminal_columns, env("COLUMNS").as_deref()),
-                colour: use_colour(choice, stdout_is_tty, env("NO_COLOR").as_deref()),
-            },
+            terminal: self.terminal.config(env, stdout_is_tty, terminal_columns),
         })
     }
 }

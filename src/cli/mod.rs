@@ -102,6 +102,33 @@ pub struct InputArgs {
 }
 
 /// Derivation flags every command that reads a run uses.
+/// How archived runs are read, shared by `backfill` and `history`.
+#[derive(Debug, Args)]
+pub struct ArchiveReadArgs {
+    /// Threads that read runs (default: the number of CPUs).
+    #[arg(long, value_name = "N", env = "PTC_METRICS_JOBS")]
+    pub jobs: Option<usize>,
+    /// The --junitprefix given to pytest, for runs whose run.json names none.
+    #[arg(
+        long,
+        value_name = "PFX",
+        env = "PTC_METRICS_JUNIT_PREFIX",
+        default_value = ""
+    )]
+    pub junit_prefix: String,
+}
+
+impl ArchiveReadArgs {
+    /// `--jobs`, else the number of CPUs (2 when unknown).
+    pub fn jobs(&self) -> Result<usize, ConfigError> {
+        match self.jobs {
+            Some(0) => Err(ConfigError("--jobs: give at least 1".into())),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DeriveArgs {
     /// A test is "near its limit" at this share of its size's time limit.
