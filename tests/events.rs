@@ -16,13 +16,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread;
 
 use serde_json::Value;
+use support::http::{answer, listen, read_request, Req};
 use support::{cli, fixture};
 
 // ---------------------------------------------------------------- events equal metrics
@@ -343,36 +341,6 @@ fn events_equal_metrics_on_every_fixture() {
 
 // ---------------------------------------------------------------- a loopback server
 
-#[derive(Debug, Clone)]
-struct Req {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Req {
-    fn header(&self, k: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body, gzip decoded when it says so.
-    fn text(&self) -> String {
-        if self.header("content-encoding") == Some("gzip") {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(&self.body[..])
-                .read_to_string(&mut s)
-                .unwrap();
-            s
-        } else {
-            String::from_utf8(self.body.clone()).unwrap()
-        }
-    }
-}
-
 /// (status, extra headers, body) for a request and what the server knows.
 type Handler<S> = dyn Fn(&Req, &mut S) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync;
 
@@ -394,72 +362,21 @@ fn server<S: Send + 'static>(
     state: S,
     handler: impl Fn(&Req, &mut S) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync + 'static,
 ) -> Server<S> {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
     let state = Arc::new(Mutex::new((Vec::new(), state)));
     let h: Arc<Handler<S>> = Arc::new(handler);
     let st = state.clone();
-    thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(s) = conn else { return };
-            let (st, h) = (st.clone(), h.clone());
-            thread::spawn(move || serve(s, &st, &*h));
-        }
+    let url = listen(move |mut s| {
+        let Some(req) = read_request(&mut s) else {
+            return;
+        };
+        let (code, headers, body) = {
+            let mut st = st.lock().unwrap();
+            st.0.push(req.clone());
+            h(&req, &mut st.1)
+        };
+        answer(&mut s, code, &headers[..], &body);
     });
     Server { url, state }
-}
-
-fn serve<S>(mut s: TcpStream, state: &Mutex<(Vec<Req>, S)>, h: &Handler<S>) {
-    let Some(req) = read_request(&mut s) else {
-        return;
-    };
-    let (code, headers, body) = {
-        let mut st = state.lock().unwrap();
-        st.0.push(req.clone());
-        h(&req, &mut st.1)
-    };
-    let mut resp = format!(
-        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        resp.push_str(&format!("{k}: {v}\r\n"));
-    }
-    resp.push_str("\r\n");
-    resp.push_str(&body);
-    let _ = s.write_all(resp.as_bytes());
-}
-
-fn read_request(s: &mut TcpStream) -> Option<Req> {
-    let mut r = BufReader::new(s.try_clone().ok()?);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        if k.eq_ignore_ascii_case("content-length") {
-            len = v.trim().parse().ok()?;
-        }
-        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Req {
-        method,
-        path,
-        headers,
-        body,
-    })
 }
 
 // ---------------------------------------------------------------- Loki
@@ -804,6 +721,34 @@ fn loki_out_of_order_is_a_delivery_failure_after_the_metrics() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out)
         .contains("warning: events not delivered (--soft-fail): events not pushed to Loki: POST "));
+}
+
+/// An event sink that cannot be reached fails the push after the metrics were delivered, and
+/// the hint names the events, not the metrics (which did arrive).
+#[test]
+fn unreachable_loki_hint_names_the_events() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_small(dir.path(), &["--loki", &url, "--retries", "0"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "wrote 3 tests (16 families) to {}\n\
+             error: events not pushed to Loki: POST {url}/loki/api/v1/push: cannot connect \
+             (Connection refused (os error 111)) after 1 attempt(s); check the URL and that the \
+             server is up\n\
+             hint: add --soft-fail to keep the job green when the events cannot be delivered\n",
+            dir.path().join("m.prom").display()
+        )
+    );
+    assert!(std::fs::read_to_string(dir.path().join("m.prom"))
+        .unwrap()
+        .contains("pytest_runs_total{branch=\"main\",job=\"pytest\",project=\"shop\"} 1"));
 }
 
 #[test]

@@ -14,13 +14,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::http::{answer, listen, read_request, Req};
 use support::{cli, fixture};
 
 /// What the fake does with one request.
@@ -41,46 +42,16 @@ enum Reply {
     TakeThenDrop,
 }
 
-#[derive(Debug, Clone)]
-struct Req {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Req {
-    /// `GET /metrics`, `PUT pending`, `PUT group`, `DELETE group`, …
-    fn route(&self) -> String {
-        let what = if self.path == "/metrics" {
-            "/metrics"
-        } else if self.path.contains("/ptc_push/") {
-            "pending"
-        } else {
-            "group"
-        };
-        format!("{} {what}", self.method)
-    }
-
-    fn header(&self, k: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text (gzip decoded).
-    fn text(&self) -> String {
-        if self.header("content-encoding") == Some("gzip") {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(&self.body[..])
-                .read_to_string(&mut s)
-                .unwrap();
-            s
-        } else {
-            String::from_utf8_lossy(&self.body).into_owned()
-        }
-    }
+/// `GET /metrics`, `PUT pending`, `PUT group`, `DELETE group`, …
+fn route(r: &Req) -> String {
+    let what = if r.path == "/metrics" {
+        "/metrics"
+    } else if r.path.contains("/ptc_push/") {
+        "pending"
+    } else {
+        "group"
+    };
+    format!("{} {what}", r.method)
 }
 
 /// One group of the tiny gateway: its labels (from the URL), last body, push time.
@@ -108,7 +79,7 @@ impl Fake {
     fn routes(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for r in self.seen() {
-            *m.entry(r.route()).or_default() += 1;
+            *m.entry(route(&r)).or_default() += 1;
         }
         m
     }
@@ -122,18 +93,10 @@ impl Fake {
 /// Starts a fake whose `script` decides each reply from the request and how many requests
 /// of the same route came before it.
 fn fake(script: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static) -> Fake {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
     let state = Arc::new(Mutex::new(State::default()));
     let script: Arc<Script> = Arc::new(script);
     let st = state.clone();
-    thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(s) = conn else { return };
-            let (st, script) = (st.clone(), script.clone());
-            thread::spawn(move || serve(s, &st, &*script));
-        }
-    });
+    let url = listen(move |s| serve(s, &st, &*script));
     Fake { url, state }
 }
 
@@ -143,12 +106,12 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, script: &Script) {
     };
     let reply = {
         let mut st = state.lock().unwrap();
-        let n = st.seen.iter().filter(|r| r.route() == req.route()).count();
+        let n = st.seen.iter().filter(|r| route(r) == route(&req)).count();
         st.seen.push(req.clone());
         script(&req, n)
     };
     match reply {
-        Reply::Status(code, body, headers) => answer(&mut s, code, body, &headers),
+        Reply::Status(code, body, headers) => answer(&mut s, code, &headers[..], body),
         Reply::Drop => {}
         Reply::Hang => {
             // Until the client closes (its process ends), bounded for safety.
@@ -167,7 +130,7 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, script: &Script) {
         }
         Reply::Gateway => {
             let (code, body) = gateway(state, &req);
-            answer(&mut s, code, &body, &[]);
+            answer::<&str, &str>(&mut s, code, &[], &body);
         }
         Reply::TakeThenDrop => {
             gateway(state, &req);
@@ -183,51 +146,6 @@ fn trickle(s: &mut TcpStream, pattern: &[u8]) {
         }
         thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn answer(s: &mut TcpStream, code: u16, body: &str, headers: &[(&str, &str)]) {
-    let mut resp = format!(
-        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        resp.push_str(&format!("{k}: {v}\r\n"));
-    }
-    resp.push_str("\r\n");
-    resp.push_str(body);
-    let _ = s.write_all(resp.as_bytes());
-}
-
-fn read_request(s: &mut TcpStream) -> Option<Req> {
-    let mut r = BufReader::new(s.try_clone().ok()?);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        if k.eq_ignore_ascii_case("content-length") {
-            len = v.trim().parse().ok()?;
-        }
-        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Req {
-        method,
-        path,
-        headers,
-        body,
-    })
 }
 
 /// The tiny gateway: `PUT`/`POST` keep the body of the group, `DELETE` drops it, `GET
@@ -578,7 +496,7 @@ fn too_many_requests_for_ever_gives_up() {
 
 #[test]
 fn too_many_requests_then_the_push_lands() {
-    let f = fake(|r, n| match (r.route().as_str(), n) {
+    let f = fake(|r, n| match (route(r).as_str(), n) {
         ("PUT group", 0) => Reply::Status(429, "slow down", vec![("Retry-After", "1")]),
         _ => Reply::Gateway,
     });
@@ -596,7 +514,7 @@ fn too_many_requests_then_the_push_lands() {
 
 #[test]
 fn server_errors_are_retried_then_the_push_lands_once() {
-    let f = fake(|r, n| match (r.route().as_str(), n) {
+    let f = fake(|r, n| match (route(r).as_str(), n) {
         ("GET /metrics", 0) => Reply::Status(500, "boom", vec![]),
         ("PUT group", 0) => Reply::Status(503, "busy", vec![]),
         _ => Reply::Gateway,
@@ -611,7 +529,7 @@ fn server_errors_are_retried_then_the_push_lands_once() {
         )
     );
     let seen = f.seen();
-    let puts: Vec<&Req> = seen.iter().filter(|s| s.route() == "PUT group").collect();
+    let puts: Vec<&Req> = seen.iter().filter(|s| route(s) == "PUT group").collect();
     assert_eq!(puts.len(), 2);
     assert_eq!(puts[0].path, "/metrics/job/pytest/project/p");
     // Both attempts carried the same body: a retry never changes what is pushed.
@@ -628,7 +546,7 @@ fn server_errors_are_retried_then_the_push_lands_once() {
 
 #[test]
 fn client_errors_are_not_retried() {
-    let f = fake(|r, _| match r.route().as_str() {
+    let f = fake(|r, _| match route(r).as_str() {
         "PUT group" => Reply::Status(400, "text format parsing error in line 1", vec![]),
         _ => Reply::Gateway,
     });
@@ -732,9 +650,9 @@ fn a_write_whose_answer_is_lost_is_sent_again_and_counted_once() {
         (2, 2, 2),
         "{routes:?}"
     );
-    let puts: Vec<&Req> = seen.iter().filter(|s| s.route() == "PUT group").collect();
+    let puts: Vec<&Req> = seen.iter().filter(|s| route(s) == "PUT group").collect();
     assert_eq!(puts[0].text(), puts[1].text());
-    let pending = seen.iter().find(|s| s.route() == "PUT pending").unwrap();
+    let pending = seen.iter().find(|s| route(s) == "PUT pending").unwrap();
     let id = pending.path.rsplit('/').next().unwrap();
     let id = u64::from_str_radix(id, 16).unwrap();
     let exposition = f.exposition();

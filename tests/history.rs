@@ -787,7 +787,11 @@ fn an_unreachable_gateway_is_exit_3_after_the_report_or_a_warning_with_soft_fail
         "{err}"
     );
     assert!(
-        err.contains(") after 1 attempt(s); check the URL and that the server is up\n"),
+        err.ends_with(
+            ") after 1 attempt(s); check the URL and that the server is up\n\
+             hint: add --soft-fail to keep the job green when the history metrics cannot be \
+             delivered\n"
+        ),
         "{err}"
     );
     let o = history(&[&dir, "--gateway", &url, "--retries", "0", "--soft-fail"]);

@@ -333,8 +333,8 @@ fn prune_without_a_gateway_fails_or_warns_under_soft_fail() {
     assert_eq!(
         r.stderr,
         format!(
-            "error: {cause}\nhint: add --soft-fail to keep the job green when the metrics cannot \
-             be delivered\n"
+            "error: {cause}\nhint: add --soft-fail to keep the job green when the groups cannot \
+             be pruned\n"
         )
     );
     let mut soft = args.to_vec();
@@ -429,6 +429,16 @@ fn delete_of_a_group_that_is_not_there_says_so() {
 #[test]
 fn delete_soft_fails_on_delivery_only() {
     let url = dead_url();
+    let r = delete(&url, "main", &["--retries", "0"]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "error: GET {url}/metrics: cannot connect (Connection refused (os error 111)) after 1 \
+             attempt(s); check the URL and that the server is up\n\
+             hint: add --soft-fail to keep the job green when the group cannot be deleted\n"
+        )
+    );
     let r = delete(&url, "main", &["--retries", "0", "--soft-fail"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(

@@ -50,6 +50,17 @@ pub fn run_context(
     }
 }
 
+/// The context of an event sink's failure: says which sink, and tells the error's reader
+/// (the `--soft-fail` hint) that the events failed, not the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSinkFailed(pub &'static str);
+
+impl std::fmt::Display for EventSinkFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
 /// The HTTP client of the network event sinks; `None` when there are none or on a dry run.
 pub fn client(cfg: &EventsConfig, dry_run: bool) -> Result<Option<HttpClient>> {
     if !cfg.has_network() || dry_run {
@@ -159,14 +170,18 @@ impl<'a> EventSinks<'a> {
                 // distinct, and the same on every re-send (Loki drops exact duplicates).
                 let ts = base_ns + i128::from(ev.seq());
                 if let Err(e) = l.add(&stream, ts, line) {
-                    errors.push(anyhow::Error::from(e).context("events not pushed to Loki"));
+                    errors.push(
+                        anyhow::Error::from(e)
+                            .context(EventSinkFailed("events not pushed to Loki")),
+                    );
                     *loki = None;
                 }
             }
             if let Some(s) = es {
                 if let Err(e) = s.add(ev.event_id(), line) {
                     errors.push(
-                        anyhow::Error::from(e).context("events not indexed into Elasticsearch"),
+                        anyhow::Error::from(e)
+                            .context(EventSinkFailed("events not indexed into Elasticsearch")),
                     );
                     *es = None;
                 }
@@ -222,7 +237,9 @@ impl<'a> EventSinks<'a> {
                         l.requests
                     );
                 }
-                Err(e) => errors.push(anyhow::Error::from(e).context("events not pushed to Loki")),
+                Err(e) => errors.push(
+                    anyhow::Error::from(e).context(EventSinkFailed("events not pushed to Loki")),
+                ),
             }
         }
         if let Some(mut s) = es {
@@ -243,8 +260,10 @@ impl<'a> EventSinks<'a> {
                         s.created, s.duplicates, s.requests
                     );
                 }
-                Err(e) => errors
-                    .push(anyhow::Error::from(e).context("events not indexed into Elasticsearch")),
+                Err(e) => errors.push(
+                    anyhow::Error::from(e)
+                        .context(EventSinkFailed("events not indexed into Elasticsearch")),
+                ),
             }
         }
         if dry_run && cfg.has_network() {

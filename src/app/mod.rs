@@ -92,6 +92,7 @@ pub fn main() -> i32 {
     let ci = crate::ci_env::detect(&|k| std::env::var(k).ok());
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
+    let subject = soft_fail_subject(&cli.command);
     let result = match cli.command {
         crate::cli::Command::Push(a) => a
             .into_config(&ci)
@@ -136,12 +137,31 @@ pub fn main() -> i32 {
                     .is_some_and(DeliveryError::is_unavailable)
             });
             if unavailable {
+                let subject = if e.downcast_ref::<events::EventSinkFailed>().is_some() {
+                    "the events cannot be delivered"
+                } else {
+                    subject
+                };
                 let _ = writeln!(
                     err,
-                    "hint: add --soft-fail to keep the job green when the metrics cannot be delivered"
+                    "hint: add --soft-fail to keep the job green when {subject}"
                 );
             }
             exit_for(&e) as i32
         }
+    }
+}
+
+/// What `--soft-fail` keeps from failing the job, as the hint after an unavailable server says
+/// it (an event sink's failure says "the events" instead).
+fn soft_fail_subject(command: &crate::cli::Command) -> &'static str {
+    use crate::cli::Command;
+    match command {
+        Command::Push(_) | Command::Backfill(_) | Command::Inspect(_) => {
+            "the metrics cannot be delivered"
+        }
+        Command::History(_) => "the history metrics cannot be delivered",
+        Command::Delete(_) => "the group cannot be deleted",
+        Command::Prune(_) => "the groups cannot be pruned",
     }
 }

@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod grafana;
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::fs::File;
