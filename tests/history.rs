@@ -661,6 +661,82 @@ fn bad_runs_are_skipped_with_a_warning_and_exit_4() {
     assert_eq!(doc["skipped"][2]["dir"], other.display().to_string());
 }
 
+/// Copies of runs (a second archive holding some of the same run directories) are counted
+/// once: the report equals the one of the archive alone, the copies are named on stderr and
+/// listed in `duplicates`, and they take no place of `--last`. A run with the same start and
+/// commit but other report content is a run of its own.
+#[test]
+fn copies_of_runs_are_counted_once() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    for i in 1..=RUNS {
+        write_run(&a, i, "shop");
+    }
+    for i in [48, 49, 50] {
+        write_run(&b, i, "shop");
+    }
+    let (a_s, b_s) = (a.display().to_string(), b.display().to_string());
+    let alone = history(&[&a_s, "--format", "json"]);
+    assert_eq!(alone.status.code(), Some(0), "{}", text(&alone.stderr));
+    let both = history(&[&a_s, &b_s, "--format", "json"]);
+    assert_eq!(both.status.code(), Some(0), "{}", text(&both.stderr));
+    let note = |i: u32| {
+        format!(
+            "note: {}/run-{i:02} holds the same JUnit report(s) as {}/run-{i:02}; it is counted once\n",
+            b.display(),
+            a.display()
+        )
+    };
+    assert_eq!(
+        text(&both.stderr),
+        format!("{}{}{}", note(48), note(49), note(50))
+    );
+    let (mut doc, want) = (json_of(&both), json_of(&alone));
+    assert_eq!(want["duplicates"], serde_json::json!([]));
+    let dups = doc["duplicates"].take();
+    assert_eq!(
+        dups,
+        serde_json::json!([48, 49, 50]
+            .iter()
+            .map(|i| serde_json::json!({
+                "dir": format!("{}/run-{i:02}", b.display()),
+                "same_as": format!("{}/run-{i:02}", a.display()),
+            }))
+            .collect::<Vec<_>>())
+    );
+    doc["duplicates"] = serde_json::json!([]);
+    assert_eq!(doc, want);
+    // --last: the copies take no place.
+    let last = |srcs: &[&str]| {
+        let mut args = srcs.to_vec();
+        args.extend(["--last", "5", "--format", "json"]);
+        let mut d = json_of(&history(&args));
+        d["duplicates"] = serde_json::json!([]);
+        d
+    };
+    let l = last(&[&a_s, &b_s]);
+    assert_eq!(l["groups"][0]["runs"], 5);
+    assert_eq!(l, last(&[&a_s]));
+    // The text report says so on its first line.
+    let o = history(&[&a_s, &b_s, "--width", "100"]);
+    assert!(
+        text(&o.stdout).starts_with("History: 50 runs in 1 group, 3 copies of runs ignored\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    // The same start and commit with other content (here one more byte) is another run.
+    let c = root.path().join("c");
+    let other = write_run(&c, 30, "shop");
+    let mut xml = std::fs::read(other.join("junit.xml")).unwrap();
+    xml.push(b'\n');
+    std::fs::write(other.join("junit.xml"), xml).unwrap();
+    let c_s = c.display().to_string();
+    let o = history(&[&a_s, &c_s, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr), "");
+    assert_eq!(json_of(&o)["runs_read"], 51);
+}
+
 /// `--textfile` and `--gateway`: counts per group and size, and per-test series within
 /// `--max-per-test-series`; the file passes `promtool check metrics`, the gateway (a real
 /// Pushgateway) holds the group under job "ptc_history". Values from the patterns: one

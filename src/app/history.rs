@@ -18,7 +18,7 @@ use crate::config::ConfigError;
 use crate::derive::test_facts;
 use crate::encode::text;
 use crate::history::{
-    metrics, GroupAgg, GroupReport, HistoryConfig, HistoryReport, RunObs, Skipped,
+    metrics, Duplicate, GroupAgg, GroupReport, HistoryConfig, HistoryReport, RunObs, Skipped,
 };
 use crate::read::{read_run_with, Inputs, ReadOptions};
 use crate::render::{history as render, Format};
@@ -98,8 +98,10 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
         .check_sources(&run_dirs)
         .map_err(|e| ConfigError(e.to_string()))?;
     let mut order: Vec<Head> = Vec::new();
+    let mut duplicates: Vec<Duplicate> = Vec::new();
     for (_, mut runs) in groups {
         runs.sort_by(|a, b| a.timestamp_ms.cmp(&b.timestamp_ms).then(a.dir.cmp(&b.dir)));
+        let mut runs = drop_copies(runs, &mut duplicates);
         if let Some(n) = cfg.last {
             runs.drain(..runs.len().saturating_sub(n));
         }
@@ -147,6 +149,15 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
         reports.push(g.finish());
     }
     skipped.sort_by(|a, b| a.dir.cmp(&b.dir));
+    duplicates.sort_by(|a, b| a.dir.cmp(&b.dir));
+    for d in &duplicates {
+        writeln!(
+            stderr,
+            "note: {} holds the same JUnit report(s) as {}; it is counted once",
+            d.dir, d.same_as
+        )
+        .context("writing to stderr")?;
+    }
     for s in &skipped {
         writeln!(stderr, "warning: skipped {}: {}", s.dir, s.error).context("writing to stderr")?;
     }
@@ -154,7 +165,8 @@ pub fn history(cfg: &HistoryConfig, stdout: &mut dyn Write, stderr: &mut dyn Wri
     for g in &mut reports {
         g.cut(cfg.options.top);
     }
-    let report = HistoryReport::new(&cfg.options, read, skipped, reports);
+    let mut report = HistoryReport::new(&cfg.options, read, skipped, reports);
+    report.duplicates = duplicates;
     let text = match cfg.format {
         Format::Text => render::terminal(&report, &cfg.terminal),
         Format::Json => render::json(&report),
@@ -315,6 +327,51 @@ fn first_pass(c: &Candidate, cfg: &HistoryConfig, defaults: &Defaults) -> First 
             .clone()
             .unwrap_or_else(|| defaults.junit_prefix.clone()),
     }))
+}
+
+/// Drops the copies of a run (a run directory copied into a second archive, an artifact
+/// downloaded twice) from a group's runs in time order, keeping the first by directory, so
+/// that a copy is not counted as a run of its own (a violation of 1 run as 2 of the last 5).
+/// A copy has the same JUnit report(s) (backfill's content hash, `crate::backfill::parse::
+/// run_id`); only runs that share their start and commit are hashed, so an archive without
+/// copies costs nothing more. A run whose reports cannot be hashed is kept (its reading then
+/// names the problem).
+fn drop_copies(runs: Vec<Head>, duplicates: &mut Vec<Duplicate>) -> Vec<Head> {
+    let mut kept: Vec<Head> = Vec::with_capacity(runs.len());
+    // The content hashes of the kept runs that share the current start and commit.
+    let mut bucket: Vec<(usize, Option<String>)> = Vec::new();
+    for h in runs {
+        let same_bucket = kept
+            .last()
+            .is_some_and(|k| k.timestamp_ms == h.timestamp_ms && k.commit == h.commit);
+        if !same_bucket {
+            bucket.clear();
+            kept.push(h);
+            bucket.push((kept.len() - 1, None));
+            continue;
+        }
+        let hash = |h: &Head| crate::backfill::parse::run_id(&h.files.junit).ok();
+        for (i, id) in bucket.iter_mut() {
+            if id.is_none() {
+                *id = hash(&kept[*i]);
+            }
+        }
+        let mine = hash(&h);
+        let first = mine
+            .as_ref()
+            .and_then(|m| bucket.iter().find(|(_, id)| id.as_ref() == Some(m)));
+        match first {
+            Some((i, _)) => duplicates.push(Duplicate {
+                dir: h.dir.display().to_string(),
+                same_as: kept[*i].dir.display().to_string(),
+            }),
+            None => {
+                kept.push(h);
+                bucket.push((kept.len() - 1, mine));
+            }
+        }
+    }
+    kept
 }
 
 /// Reads one run (streaming, `crate::read`) into the facts of its tests.

@@ -905,6 +905,13 @@ pub struct Skipped {
     pub error: String,
 }
 
+/// A copy of a run, left out: its directory and the run's first directory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Duplicate {
+    pub dir: String,
+    pub same_as: String,
+}
+
 /// The settings a report was made with (in the JSON document).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
@@ -927,6 +934,8 @@ pub struct HistoryReport {
     /// Runs read into the report.
     pub runs_read: usize,
     pub skipped: Vec<Skipped>,
+    /// Copies of runs left out (the same JUnit reports in a second directory).
+    pub duplicates: Vec<Duplicate>,
     pub groups: Vec<GroupReport>,
 }
 
@@ -952,6 +961,7 @@ impl HistoryReport {
             },
             runs_read,
             skipped,
+            duplicates: Vec::new(),
             groups,
         }
     }

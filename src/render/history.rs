@@ -32,7 +32,7 @@ pub fn terminal(r: &HistoryReport, cfg: &TerminalConfig) -> String {
         top: r.settings.top,
     };
     let first = format!(
-        "History: {} run{} in {} group{}{}",
+        "History: {} run{} in {} group{}{}{}",
         r.runs_read,
         plural(r.runs_read),
         r.groups.len(),
@@ -41,6 +41,11 @@ pub fn terminal(r: &HistoryReport, cfg: &TerminalConfig) -> String {
             String::new()
         } else {
             format!(", {} skipped", r.skipped.len())
+        },
+        match r.duplicates.len() {
+            0 => String::new(),
+            1 => ", 1 copy of a run ignored".to_string(),
+            n => format!(", {n} copies of runs ignored"),
         }
     );
     let first = t.paint(BOLD, &first);
