@@ -623,7 +623,7 @@ fn json_coverage_agrees_with_coverage_py() {
 
 #[test]
 fn every_line_fits_the_width() {
-    use ptc_metrics::render::terminal::width;
+    use ptc_metrics::render::page::width;
     let mut files: Vec<(String, Option<String>)> = Vec::new();
     for v in ["9.2", "9.1"] {
         for entry in std::fs::read_dir(Path::new(&fixture(v, ""))).unwrap() {
@@ -665,7 +665,7 @@ fn every_line_fits_the_width() {
 
 #[test]
 fn columns_and_width_flags() {
-    use ptc_metrics::render::terminal::width;
+    use ptc_metrics::render::page::width;
     let f = fixture("9.2", "junit-xunit2.xml");
     let widest = |o: &str| o.lines().map(width).max().unwrap();
     let wide = ok(&run(

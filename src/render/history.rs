@@ -2,17 +2,11 @@
 //! of `inspect` (same widths, colour rules, `--top` cut with "… N more not shown") and the
 //! JSON document of docs/history.md (keys sorted). Pure: both return a `String`.
 
-use super::terminal::{count_by_size, fit, n_tests, round_pct, sanitize, secs, width, wrap};
+use super::page::{fit, pad_right, sanitize, wrap, Page, BOLD, DIM, GREEN, RED, YELLOW};
+use super::terminal::{count_by_size, n_tests, round_pct, secs};
 use super::TerminalConfig;
 use crate::history::{GroupReport, HistoryReport, Listed, RunRef};
 use crate::model::Size;
-
-const RESET: &str = "\x1b[0m";
-const BOLD: &str = "\x1b[1m";
-const DIM: &str = "\x1b[2m";
-const RED: &str = "\x1b[31m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
 
 /// The JSON document (docs/history.md), keys sorted, ending in a newline.
 pub fn json(r: &HistoryReport) -> String {
@@ -26,9 +20,7 @@ pub fn json(r: &HistoryReport) -> String {
 /// The terminal report.
 pub fn terminal(r: &HistoryReport, cfg: &TerminalConfig) -> String {
     let mut t = Text {
-        out: String::new(),
-        width: cfg.width.max(super::MIN_WIDTH),
-        colour: cfg.colour,
+        page: Page::new(cfg),
         top: r.settings.top,
     };
     let first = format!(
@@ -72,7 +64,7 @@ pub fn terminal(r: &HistoryReport, cfg: &TerminalConfig) -> String {
             }
         }
     }
-    t.out
+    t.page.out
 }
 
 fn plural(n: usize) -> &'static str {
@@ -87,62 +79,26 @@ fn ratio_pct(r: f64) -> String {
     format!("{:+.0}%", (r - 1.0) * 100.0)
 }
 
+/// The `history` report: a [`Page`], and `--top` for its "… N more" lines.
 struct Text {
-    out: String,
-    width: usize,
-    colour: bool,
+    page: Page,
     top: usize,
 }
 
+impl std::ops::Deref for Text {
+    type Target = Page;
+    fn deref(&self) -> &Page {
+        &self.page
+    }
+}
+
+impl std::ops::DerefMut for Text {
+    fn deref_mut(&mut self) -> &mut Page {
+        &mut self.page
+    }
+}
+
 impl Text {
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.colour && !s.is_empty() {
-            format!("{code}{s}{RESET}")
-        } else {
-            s.to_string()
-        }
-    }
-
-    fn line(&mut self, s: &str) {
-        self.out.push_str(s.trim_end());
-        self.out.push('\n');
-    }
-
-    fn title(&mut self, title: &str, rest: &str) {
-        self.out.push('\n');
-        let t = self.paint(BOLD, title);
-        let rest = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(": {rest}")
-        };
-        if width(title) + width(&rest) <= self.width {
-            self.line(&format!("{t}{rest}"));
-        } else {
-            self.line(&format!("{t}:"));
-            for l in wrap(rest.trim_start_matches(": "), self.width - 2) {
-                self.line(&format!("  {l}"));
-            }
-        }
-    }
-
-    fn head(&mut self, s: &str) {
-        let s = self.paint(DIM, s);
-        self.line(&s);
-    }
-
-    fn ellipsis(&self) -> &'static str {
-        if self.colour {
-            "…"
-        } else {
-            "..."
-        }
-    }
-
-    fn id(&self, id: &str, room: usize) -> String {
-        fit(&sanitize(id), room, self.ellipsis())
-    }
-
     fn more<T>(&mut self, l: &Listed<T>) {
         if l.total > l.tests.len() {
             let s = format!(
@@ -344,7 +300,7 @@ impl Text {
                     "  {}  {:<7}  {}  {}",
                     self.paint(RED, &format!("{:>4}", format!("{}/{}", f.runs, f.of_runs))),
                     f.size.as_str(),
-                    super::terminal::pad_right(&fit(&res.join(", "), 24, self.ellipsis()), 24),
+                    pad_right(&fit(&res.join(", "), 24, self.ellipsis()), 24),
                     self.id(&f.id, room)
                 );
                 self.line(&l);
@@ -540,9 +496,7 @@ mod tests {
 
     fn text(colour: bool) -> Text {
         Text {
-            out: String::new(),
-            width: 100,
-            colour,
+            page: Page::new(&TerminalConfig { width: 100, colour }),
             top: 10,
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod history;
 pub mod json;
+pub mod page;
 pub mod terminal;
 
 /// How `inspect` renders.
