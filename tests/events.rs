@@ -933,6 +933,96 @@ fn elasticsearch_request_body_exactly_and_resends_do_not_duplicate() {
     assert_eq!(es.state.lock().unwrap().1.docs.len(), 3);
 }
 
+/// A proxy or load balancer that drops the answer after Elasticsearch took the bulk request:
+/// the request is sent again, its `create` actions find their `_id`s (409), and every event
+/// is in the index once.
+#[test]
+fn elasticsearch_answer_lost_after_indexing_is_sent_again_and_counted_once() {
+    let state = Arc::new(Mutex::new((0usize, Es::default())));
+    let st = state.clone();
+    let url = listen(move |mut s| {
+        let Some(req) = read_request(&mut s) else {
+            return;
+        };
+        let (code, headers, body) = {
+            let mut g = st.lock().unwrap();
+            g.0 += 1;
+            let a = es_bulk(&req, &mut g.1);
+            if g.0 == 1 {
+                return; // indexed; the answer is lost (the connection closes)
+            }
+            a
+        };
+        answer(&mut s, code, &headers[..], &body);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_small(
+        dir.path(),
+        &["--elasticsearch", &url, "--es-index", "logs-ptc-default"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "wrote 3 tests (16 families) to {}\n\
+             indexed 0 events into Elasticsearch at {url}/ index logs-ptc-default (3 already \
+             there) in 1 request(s)\n",
+            dir.path().join("m.prom").display()
+        )
+    );
+    let g = state.lock().unwrap();
+    assert_eq!(g.0, 2, "sent once more after the lost answer");
+    assert_eq!(g.1.docs.len(), 3);
+}
+
+/// A Loki (or a proxy before it) that trickles its answer a byte every 0.5 s: `--timeout`
+/// bounds each attempt, the push ends with exit 3 after the metrics were written, and the hint
+/// names the events.
+#[test]
+fn a_trickling_loki_is_bounded_by_the_timeout() {
+    let url = listen(|mut s| {
+        if read_request(&mut s).is_none() {
+            return;
+        }
+        use std::io::Write;
+        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        for _ in 0..120 {
+            if s.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = push_small(
+        dir.path(),
+        &["--loki", &url, "--timeout", "1s", "--retries", "1"],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "wrote 3 tests (16 families) to {}\n\
+             error: events not pushed to Loki: POST {url}/loki/api/v1/push: timed out (no \
+             complete answer within 1s) after 2 attempt(s); check the URL and that the server is \
+             up\n\
+             hint: add --soft-fail to keep the job green when the events cannot be delivered\n",
+            dir.path().join("m.prom").display()
+        )
+    );
+    // Two attempts of 1 s and a backoff; the bound only proves the push ends.
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(std::fs::read_to_string(dir.path().join("m.prom"))
+        .unwrap()
+        .contains("pytest_runs_total{branch=\"main\",job=\"pytest\",project=\"shop\"} 1"));
+}
+
 #[test]
 fn elasticsearch_item_errors_are_a_failure_reported_per_item() {
     let es = server(
