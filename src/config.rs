@@ -333,6 +333,38 @@ pub fn parse_buckets(s: &str) -> Result<Vec<f64>, ConfigError> {
     Ok(v)
 }
 
+/// `ptc-metrics history`, validated.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Directories, files and glob patterns (as for `backfill`).
+    pub sources: Vec<String>,
+    /// `--since`/`--until`, Unix ms (`until` excluded).
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// `--last N` runs per group.
+    pub last: Option<usize>,
+    /// `--project`: other projects' runs are skipped with a warning (exit 4).
+    pub project: Option<String>,
+    /// `--branch`: only this branch's runs.
+    pub branch: Option<String>,
+    /// For runs whose run.json names none.
+    pub junit_prefix: String,
+    /// Threads that read runs.
+    pub jobs: usize,
+    pub derive: DeriveConfig,
+    pub options: crate::history::Options,
+    pub format: Format,
+    pub terminal: TerminalConfig,
+    /// `--textfile`: the metrics of every group, for node_exporter's textfile collector.
+    pub textfile: Option<TextfileConfig>,
+    /// `--gateway`: each group's metrics to its own group of job [`crate::history::metrics::JOB`].
+    pub gateway: Option<(reqwest::Url, HttpConfig)>,
+    /// `--max-per-test-series`: per-test series per group.
+    pub max_per_test_series: usize,
+    /// A delivery failure is a warning.
+    pub soft_fail: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,8 @@ use crate::backfill::progress::{Mode, Progress};
 use crate::backfill::state::{
     Delta, Pending, Request, RunRecord, SinkKind, State, StateError, StateFile,
 };
-use crate::backfill::{rfc3339, BackfillConfig, ProgressMode, SinkConfig};
+use crate::backfill::{BackfillConfig, ProgressMode, SinkConfig};
+use crate::civil::rfc3339;
 use crate::config::{ConfigError, RUN_GROUP_SHARD};
 use crate::derive::metrics::{families, run_group_families};
 use crate::derive::totals::Totals;

@@ -14,12 +14,10 @@ use crate::backfill::parse::{
     classify, for_each_in_order, group_key, group_of, Defaults, RunFiles,
 };
 use crate::backfill::runmeta::{self, RunMeta};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, HistoryConfig};
 use crate::derive::test_facts;
 use crate::encode::text;
-use crate::history::{
-    metrics, Duplicate, GroupAgg, GroupReport, HistoryConfig, HistoryReport, RunObs, Skipped,
-};
+use crate::history::{metrics, Duplicate, GroupAgg, GroupReport, HistoryReport, RunObs, Skipped};
 use crate::read::{read_run_with, Inputs, ReadOptions};
 use crate::render::{history as render, Format};
 use crate::sink::http::HttpClient;

@@ -127,7 +127,7 @@ fn meta_of(
     let mut meta = RunMeta {
         version: Some(runmeta::VERSION),
         job: Some(group.job.clone()),
-        timestamp: Some(Timestamp::Text(super::rfc3339(ms))),
+        timestamp: Some(Timestamp::Text(crate::civil::rfc3339(ms))),
         commit: cfg.commit.clone(),
         run_id: cfg.run_id.clone(),
         run_url: cfg.run_url.clone(),
@@ -155,7 +155,7 @@ fn meta_of(
 
 /// `20261126T142654Z` (sortable, no characters file systems dislike).
 fn compact(ms: i64) -> String {
-    super::rfc3339(ms.div_euclid(1000) * 1000).replace(['-', ':'], "")
+    crate::civil::rfc3339(ms.div_euclid(1000) * 1000).replace(['-', ':'], "")
 }
 
 /// True when `p` holds a run.json, i.e. is an archived run directory.

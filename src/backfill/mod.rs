@@ -96,39 +96,3 @@ pub struct BackfillConfig {
     /// `--events`, `--loki`, `--elasticsearch`: the events of the runs delivered, after them.
     pub events: Option<crate::config::EventsConfig>,
 }
-
-/// `2026-11-26T14:26:54Z` (with `.mmm` when the milliseconds are not zero), UTC.
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::civil::civil_from_days(days);
-    let frac = if milli == 0 {
-        String::new()
-    } else {
-        format!(".{milli:03}")
-    };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_703_214_052), "2026-11-26T14:26:54.052Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
-        for ms in [0i64, 1_795_703_214_000, 4_102_444_800_000] {
-            let back = crate::read::junit::parse_timestamp(&rfc3339(ms)).unwrap();
-            assert_eq!((back * 1000.0) as i64, ms);
-        }
-    }
-}

@@ -360,7 +360,7 @@ fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {
     if !(MIN_MS..=ctx.now_ms + MAX_FUTURE_MS).contains(&timestamp_ms) {
         return Err(format!(
             "its timestamp {} is {}; set \"timestamp\" in its {}",
-            super::rfc3339(timestamp_ms),
+            crate::civil::rfc3339(timestamp_ms),
             if timestamp_ms < MIN_MS {
                 "before the year 2000 (no testsuite timestamp?)"
             } else {

@@ -122,7 +122,7 @@ pub fn plan(runs: Vec<ParsedRun>, state: &State, seeds: &BTreeMap<String, Totals
                 "{key}: {late_runs} run(s) are older than runs already delivered for this group; \
                  their per-run values keep their own time, their counts are added at {} \
                  (counters cannot change in the past)",
-                super::rfc3339(cursor.unwrap_or_default())
+                crate::civil::rfc3339(cursor.unwrap_or_default())
             ));
         }
     }

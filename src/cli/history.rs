@@ -4,8 +4,9 @@ use clap::Args;
 
 use super::inspect::{FormatArg, TerminalArgs};
 use super::{ArchiveReadArgs, DeriveArgs, GatewayArgs};
+use crate::config::HistoryConfig;
 use crate::config::{parse_age, ConfigError};
-use crate::history::{HistoryConfig, Options};
+use crate::history::Options;
 use crate::read::junit::parse_timestamp;
 use crate::render::Format;
 

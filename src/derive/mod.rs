@@ -8,7 +8,6 @@
 pub mod events;
 pub mod inspect;
 pub mod metrics;
-pub mod nodeid;
 pub mod totals;
 
 use crate::model::{Coverage, FailureType, Outcome, Resource, Run, Size, TestRecord};

@@ -23,7 +23,7 @@ impl EventEncoder {
     pub fn new(ctx: &RunContext) -> Self {
         let mut head = Vec::with_capacity(96);
         head.extend_from_slice(b"{\"@timestamp\":");
-        string(&mut head, &crate::backfill::rfc3339(ctx.timestamp_ms()));
+        string(&mut head, &crate::civil::rfc3339(ctx.timestamp_ms()));
         head.extend_from_slice(
             format!(",\"schema_version\":{SCHEMA_VERSION},\"event_id\":").as_bytes(),
         );

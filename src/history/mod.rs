@@ -78,38 +78,6 @@ impl Default for Options {
     }
 }
 
-/// `ptc-metrics history`, validated.
-#[derive(Debug, Clone)]
-pub struct HistoryConfig {
-    /// Directories, files and glob patterns (as for `backfill`).
-    pub sources: Vec<String>,
-    /// `--since`/`--until`, Unix ms (`until` excluded).
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-    /// `--last N` runs per group.
-    pub last: Option<usize>,
-    /// `--project`: other projects' runs are skipped with a warning (exit 4).
-    pub project: Option<String>,
-    /// `--branch`: only this branch's runs.
-    pub branch: Option<String>,
-    /// For runs whose run.json names none.
-    pub junit_prefix: String,
-    /// Threads that read runs.
-    pub jobs: usize,
-    pub derive: crate::derive::DeriveConfig,
-    pub options: Options,
-    pub format: crate::render::Format,
-    pub terminal: crate::render::TerminalConfig,
-    /// `--textfile`: the metrics of every group, for node_exporter's textfile collector.
-    pub textfile: Option<crate::sink::textfile::TextfileConfig>,
-    /// `--gateway`: each group's metrics to its own group of job [`metrics::JOB`].
-    pub gateway: Option<(reqwest::Url, crate::sink::http::HttpConfig)>,
-    /// `--max-per-test-series`: per-test series per group.
-    pub max_per_test_series: usize,
-    /// A delivery failure is a warning.
-    pub soft_fail: bool,
-}
-
 /// One archived run as the analysis sees it.
 #[derive(Debug, Clone, Default)]
 pub struct RunObs {
@@ -332,7 +300,7 @@ impl GroupAgg {
         let row = &self.runs[r as usize];
         RunRef {
             run: r + 1,
-            timestamp: crate::backfill::rfc3339(row.timestamp_ms),
+            timestamp: crate::civil::rfc3339(row.timestamp_ms),
             commit: row.commit.map(|c| self.commit_names[c as usize].clone()),
             dir: row.dir.clone(),
         }
@@ -614,7 +582,7 @@ impl GroupAgg {
                 .runs
                 .iter()
                 .map(|r| SuitePoint {
-                    timestamp: crate::backfill::rfc3339(r.timestamp_ms),
+                    timestamp: crate::civil::rfc3339(r.timestamp_ms),
                     seconds: r.suite_duration,
                     tests: r.sizes.iter().sum(),
                     by_size: sizes(Some(r)).unwrap_or_default(),

@@ -8,13 +8,13 @@
 mod bytes;
 pub mod coverage;
 pub mod junit;
+pub mod nodeid;
 pub mod size_report;
 pub mod source;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::derive::nodeid;
 use crate::model::{
     CaseElement, Duplicate, ReportEntry, Run, SuiteInfo, TestKey, TestRecord, Tests,
 };
