@@ -21,3 +21,6 @@ pub mod model;
 pub mod read;
 pub mod render;
 pub mod sink;
+
+#[cfg(test)]
+mod layout_tests;
