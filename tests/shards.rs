@@ -244,7 +244,7 @@ fn split_fixture(dir: &Path, n: usize) -> (Vec<ShardFiles>, f64) {
         let timestamp = if s == 0 {
             start.clone()
         } else {
-            ptc_metrics::backfill::rfc3339(((start_s + s as f64) * 1000.0).round() as i64)
+            ptc_metrics::civil::rfc3339(((start_s + s as f64) * 1000.0).round() as i64)
         };
         let mut tag = suite_tag.to_string();
         for (k, v) in [
