@@ -7,6 +7,7 @@
 //! Events (docs/events.md) take the same road: `derive::events` → `encode::events` →
 //! `sink::{events_file, loki, elasticsearch}`.
 //! [`cli`] and [`config`] turn flags into validated settings; [`app`] is the glue.
+//! A module uses only the stages before it (`src/layout_tests.rs` checks every `crate::` path).
 
 pub mod app;
 pub mod backfill;
