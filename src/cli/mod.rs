@@ -141,7 +141,7 @@ pub struct DeriveArgs {
     pub near_limit_ratio: f64,
 }
 
-/// `--buckets` as its default is shown in the help: [`DEFAULT_BUCKETS`].
+/// `--buckets` as its default is shown in the help: [`DEFAULT_BUCKETS`](crate::derive::DEFAULT_BUCKETS).
 pub const DEFAULT_BUCKETS_ARG: &str = "0.1,0.5,1,5,10,30,60,300,900";
 
 /// Flags that shape the series written (`push`, `backfill`); `inspect` writes none.

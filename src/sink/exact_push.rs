@@ -69,7 +69,7 @@ pub struct Outcome {
     pub writes: u32,
     /// Other pushes' deltas this push added for them (pushes that were interrupted or raced).
     pub applied_for_others: usize,
-    /// A later writer replaced this push's write and took over counting it (see [`Step`]).
+    /// A later writer replaced this push's write and took over counting it (see `Step`).
     pub handed_over: bool,
     /// Old pending groups deleted.
     pub cleaned: usize,
