@@ -414,6 +414,19 @@ fn wrong_root_empty_and_binary_files() {
     assert_eq!(
         stderr(&o),
         format!(
+            "error: {}: is an HTML page, not a report (an error page saved in its place?); expected a JUnit XML report\n",
+            p.display()
+        )
+    );
+    let (_d1, p) = tmp_file(
+        "r.xml",
+        b"<?xml version=\"1.0\"?>\n<checkstyle version=\"8\"></checkstyle>\n",
+    );
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
             "error: {}: is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>); expected a JUnit XML report\n",
             p.display()
         )
