@@ -558,6 +558,38 @@ fn flags_also_come_from_the_environment() {
 }
 
 #[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    let o = cli()
+        .args(["push", report.to_str().unwrap(), "--dry-run"])
+        .env("PTC_METRICS_RETRIES", "three")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: invalid value 'three' for '--retries <N>': invalid digit found in string\n\n  \
+         tip: the value comes from the environment variable PTC_METRICS_RETRIES; fix or unset it\n\n\
+         For more information, try '--help'.\n"
+    );
+    // The flag on the command line is the culprit: no word about the variable.
+    let o = cli()
+        .args(["push", report.to_str().unwrap(), "--dry-run", "--retries=x"])
+        .env("PTC_METRICS_RETRIES", "three")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: invalid value 'x' for '--retries <N>': invalid digit found in string\n\n\
+         For more information, try '--help'.\n"
+    );
+}
+
+#[test]
 fn ci_environment_is_detected_and_flags_win() {
     let d = fixtures().join("pytest-9.2");
     let o = cli()
