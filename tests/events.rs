@@ -1280,8 +1280,10 @@ fn an_unwritable_events_file_fails_after_the_metrics() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         stderr(&out).ends_with(&format!(
-            "error: --events {}: cannot open for appending: No such file or directory (os error 2)\n",
-            bad.display()
+            "error: --events {}: cannot open for appending: the directory {} does not exist; \
+             create it first\n",
+            bad.display(),
+            dir.path().join("no-such-dir").display()
         )),
         "{}",
         stderr(&out)
@@ -1293,6 +1295,18 @@ fn an_unwritable_events_file_fails_after_the_metrics() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("warning: events not delivered (--soft-fail): --events "));
+    // A directory instead of a file in it.
+    let out = push_small(dir.path(), &["--events", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: --events {}: is a directory; give a file in it, e.g. --events {}\n",
+            dir.path().display(),
+            dir.path().join("events.ndjson").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
