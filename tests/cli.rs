@@ -590,6 +590,25 @@ fn a_bad_value_from_the_environment_names_the_variable() {
 }
 
 #[test]
+fn buckets_separated_by_spaces_are_explained() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    let o = run(&[
+        "push",
+        report.to_str().unwrap(),
+        "--dry-run",
+        "--buckets",
+        "1 5 10",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --buckets: \"1 5 10\" is not a number; give the bounds in seconds, separated by \
+         commas: 0.1,1,10\n"
+    );
+}
+
+#[test]
 fn ci_environment_is_detected_and_flags_win() {
     let d = fixtures().join("pytest-9.2");
     let o = cli()
