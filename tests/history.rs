@@ -651,7 +651,7 @@ fn bad_runs_are_skipped_with_a_warning_and_exit_4() {
     );
     assert_eq!(
         lines[3],
-        "error: 3 run(s) could not be read and were skipped (see the warnings above); the report leaves them out"
+        "error: 3 run(s) were skipped (see the warnings above); the report leaves them out"
     );
     assert_eq!(lines.len(), 4);
     let doc = json_of(&o);
