@@ -676,6 +676,27 @@ fn a_source_that_matches_no_report_at_all_is_an_error() {
     ]);
     assert_exit(&ok, 0, "the archive");
 
+    // A state file in a directory not created yet.
+    let nodir = tmp.path().join("no-such-dir").join("s.state");
+    let o = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&nodir),
+    ]);
+    assert_exit(&o, 2, "a state file in a missing directory");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: state file {}: cannot lock {}.lock: No such file or directory (os error 2); \
+             the directory {} does not exist: create it first\n",
+            p(&nodir),
+            p(&nodir),
+            p(&tmp.path().join("no-such-dir"))
+        )
+    );
+
     // A typo in a cron job's glob.
     let typo = format!("{}/*/juint.xml", p(&archive));
     let o = backfill(&[&typo, "--openmetrics", &p(&om), "--state", &p(&state)]);
