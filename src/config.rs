@@ -310,9 +310,12 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub fn parse_buckets(s: &str) -> Result<Vec<f64>, ConfigError> {
     let mut v = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let x: f64 = part
-            .parse()
-            .map_err(|_| ConfigError(format!("--buckets: {part:?} is not a number")))?;
+        let x: f64 = part.parse().map_err(|_| {
+            ConfigError(format!(
+                "--buckets: {part:?} is not a number; give the bounds in seconds, separated \
+                     by commas: 0.1,1,10"
+            ))
+        })?;
         if !x.is_finite() || x <= 0.0 {
             return Err(ConfigError(format!(
                 "--buckets: {part} must be a positive finite number (+Inf is added by itself)"

@@ -525,6 +525,38 @@ fn gateway_gets_the_newest_run_of_each_group_with_totals_over_all_runs() {
 }
 
 #[test]
+fn gateway_without_state_warns_that_a_rerun_counts_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    let runs = generate(&root, 3, 1, now_s() - 3_600, 5);
+    let pg = support::Pushgateway::start();
+    let args = [p(&root), "--gateway".into(), pg.url.clone()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let note = "note: no --state file: every run found is added to the gateway's running totals, \
+                so another backfill of the same runs counts them again; give --state FILE\n";
+    for round in 1..=2 {
+        let o = backfill(&args);
+        assert_exit(&o, 0, "backfill --gateway without --state");
+        assert!(text(&o.stderr).starts_with(note), "{}", text(&o.stderr));
+        // What the note says: the second backfill counts the same runs again.
+        let data = pg.api_metrics();
+        let total: f64 = data
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                g["pytest_runs_total"]["metrics"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(total, (runs.len() * round) as f64, "{data:#}");
+    }
+}
+
+#[test]
 fn a_symlink_loop_or_a_dangling_link_as_source_is_named_as_such() {
     let tmp = tempfile::tempdir().unwrap();
     let looped = tmp.path().join("archive");
@@ -643,6 +675,27 @@ fn a_source_that_matches_no_report_at_all_is_an_error() {
         &p(&state),
     ]);
     assert_exit(&ok, 0, "the archive");
+
+    // A state file in a directory not created yet.
+    let nodir = tmp.path().join("no-such-dir").join("s.state");
+    let o = backfill(&[
+        &p(&archive),
+        "--openmetrics",
+        &p(&om),
+        "--state",
+        &p(&nodir),
+    ]);
+    assert_exit(&o, 2, "a state file in a missing directory");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "error: state file {}: cannot lock {}.lock: No such file or directory (os error 2); \
+             the directory {} does not exist: create it first\n",
+            p(&nodir),
+            p(&nodir),
+            p(&tmp.path().join("no-such-dir"))
+        )
+    );
 
     // A typo in a cron job's glob.
     let typo = format!("{}/*/juint.xml", p(&archive));

@@ -414,6 +414,19 @@ fn wrong_root_empty_and_binary_files() {
     assert_eq!(
         stderr(&o),
         format!(
+            "error: {}: is an HTML page, not a report (an error page saved in its place?); expected a JUnit XML report\n",
+            p.display()
+        )
+    );
+    let (_d1, p) = tmp_file(
+        "r.xml",
+        b"<?xml version=\"1.0\"?>\n<checkstyle version=\"8\"></checkstyle>\n",
+    );
+    let o = run(&["push", p.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!(
             "error: {}: is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>); expected a JUnit XML report\n",
             p.display()
         )
@@ -542,6 +555,57 @@ fn flags_also_come_from_the_environment() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let t = stdout(&o);
     assert!(t.contains("pytest_runs_total{job=\"pytest\",os=\"linux\",project=\"from-env\",python_version=\"3.12\"} 1\n"), "{t}");
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    let o = cli()
+        .args(["push", report.to_str().unwrap(), "--dry-run"])
+        .env("PTC_METRICS_RETRIES", "three")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: invalid value 'three' for '--retries <N>': invalid digit found in string\n\n  \
+         tip: the value comes from the environment variable PTC_METRICS_RETRIES; fix or unset it\n\n\
+         For more information, try '--help'.\n"
+    );
+    // The flag on the command line is the culprit: no word about the variable.
+    let o = cli()
+        .args(["push", report.to_str().unwrap(), "--dry-run", "--retries=x"])
+        .env("PTC_METRICS_RETRIES", "three")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: invalid value 'x' for '--retries <N>': invalid digit found in string\n\n\
+         For more information, try '--help'.\n"
+    );
+}
+
+#[test]
+fn buckets_separated_by_spaces_are_explained() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    let o = run(&[
+        "push",
+        report.to_str().unwrap(),
+        "--dry-run",
+        "--buckets",
+        "1 5 10",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --buckets: \"1 5 10\" is not a number; give the bounds in seconds, separated by \
+         commas: 0.1,1,10\n"
+    );
 }
 
 #[test]

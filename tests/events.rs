@@ -751,6 +751,27 @@ fn unreachable_loki_hint_names_the_events() {
         .contains("pytest_runs_total{branch=\"main\",job=\"pytest\",project=\"shop\"} 1"));
 }
 
+/// A URL where no Loki answers (a path prefix that is not there, another server): the
+/// message says so, not that Loki refused old entries.
+#[test]
+fn a_404_from_loki_says_no_loki_answers_there() {
+    let l = loki();
+    let url = format!("{}/logs", l.url);
+    let dir = tempfile::tempdir().unwrap();
+    let out = push_small(dir.path(), &["--loki", &url, "--retries", "0"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "wrote 3 tests (16 families) to {}\n\
+             error: events not pushed to Loki: POST {url}/loki/api/v1/push: the server answered \
+             404 Not Found: 404 page not found; no Loki push API answers there: check --loki, \
+             Loki's base URL (e.g. http://loki:3100, with any path prefix it is served under)\n",
+            dir.path().join("m.prom").display()
+        )
+    );
+}
+
 #[test]
 fn loki_rate_limit_is_retried_after_retry_after() {
     let l = server(
@@ -1370,8 +1391,10 @@ fn an_unwritable_events_file_fails_after_the_metrics() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         stderr(&out).ends_with(&format!(
-            "error: --events {}: cannot open for appending: No such file or directory (os error 2)\n",
-            bad.display()
+            "error: --events {}: cannot open for appending: the directory {} does not exist; \
+             create it first\n",
+            bad.display(),
+            dir.path().join("no-such-dir").display()
         )),
         "{}",
         stderr(&out)
@@ -1383,6 +1406,18 @@ fn an_unwritable_events_file_fails_after_the_metrics() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("warning: events not delivered (--soft-fail): --events "));
+    // A directory instead of a file in it.
+    let out = push_small(dir.path(), &["--events", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: --events {}: is a directory; give a file in it, e.g. --events {}\n",
+            dir.path().display(),
+            dir.path().join("events.ndjson").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -566,6 +566,36 @@ fn client_errors_are_not_retried() {
     assert_eq!(f.routes()["PUT group"], 1);
 }
 
+#[test]
+fn a_server_that_is_no_pushgateway_is_named_as_such() {
+    // Another server on the port (Prometheus: /metrics answers, a push gets 404).
+    let f = fake(|r, _| match r.method.as_str() {
+        "PUT" | "POST" => Reply::Status(404, "404 page not found", vec![]),
+        _ => Reply::Gateway,
+    });
+    let r = push(&f.url, &["--retries", "5"]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    let first = r.stderr.lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with(&format!(
+            "error: PUT {}/metrics/job/pytest/project/p",
+            f.url
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        first.ends_with(&format!(
+            ": the server answered 404 Not Found: 404 page not found; no Pushgateway answers at \
+             {}/: check the port of --gateway (a Pushgateway listens on 9091 unless told \
+             otherwise) and any path prefix it is served under (http://HOST/PREFIX)",
+            f.url
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Silence, refusal, lost answers
 // ---------------------------------------------------------------------------

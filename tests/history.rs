@@ -597,6 +597,13 @@ fn last_since_and_branch_choose_the_runs() {
         text(&o.stdout),
         "History: 0 runs in 0 groups\nNo runs in the window.\n"
     );
+    // A date alone, the usual slip: the message gives the time to write.
+    let o = history(&[&dir, "--since", "2026-11-02"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "error: --since: \"2026-11-02\" is a date without a time; write 2026-11-02T00:00:00Z (UTC)\n"
+    );
 }
 
 /// A run without run.json, one with a truncated report and one of another project are
@@ -651,7 +658,7 @@ fn bad_runs_are_skipped_with_a_warning_and_exit_4() {
     );
     assert_eq!(
         lines[3],
-        "error: 3 run(s) could not be read and were skipped (see the warnings above); the report leaves them out"
+        "error: 3 run(s) were skipped (see the warnings above); the report leaves them out"
     );
     assert_eq!(lines.len(), 4);
     let doc = json_of(&o);

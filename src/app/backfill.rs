@@ -86,11 +86,19 @@ pub fn backfill(
             &cfg.derive.buckets,
         )
     });
-    if store.is_none() && !cfg.dry_run && !matches!(cfg.sink, SinkConfig::OpenMetrics(_)) {
-        log.line(
-            "note: no --state file: every run found is delivered and running totals start from zero; \
-             give --state FILE for repeated (cron) backfills",
-        );
+    if store.is_none() && !cfg.dry_run {
+        match cfg.sink {
+            SinkConfig::OpenMetrics(_) => {}
+            // The totals continue from the gateway's: a rerun adds every run again.
+            SinkConfig::Gateway { .. } => log.line(
+                "note: no --state file: every run found is added to the gateway's running totals, \
+                 so another backfill of the same runs counts them again; give --state FILE",
+            ),
+            _ => log.line(
+                "note: no --state file: every run found is delivered and running totals start from zero; \
+                 give --state FILE for repeated (cron) backfills",
+            ),
+        }
     }
     if let Some(p) = state.pending.clone() {
         if cfg.discard_pending {

@@ -26,7 +26,7 @@ use crate::sink::textfile;
 
 /// Some runs could not be used and were left out of the report (exit 4).
 #[derive(Debug, thiserror::Error)]
-#[error("{0} run(s) could not be read and were skipped (see the warnings above); the report leaves them out")]
+#[error("{0} run(s) were skipped (see the warnings above); the report leaves them out")]
 pub struct SkippedHistoryRuns(pub usize);
 
 /// A run ready to be read: what its `run.json` says.

@@ -75,12 +75,64 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
     Exit::Internal
 }
 
+/// A value clap refused that came from a `PTC_METRICS_*` variable rather than the command
+/// line: the message names the variable, since the user typed no such flag.
+fn name_env_source(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return;
+    };
+    let Some(long) = arg
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.strip_prefix("--"))
+    else {
+        return;
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let given = args
+        .iter()
+        .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if given {
+        return;
+    }
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let sub = args
+        .iter()
+        .find_map(|a| cmd.find_subcommand(a))
+        .unwrap_or(&cmd);
+    let Some(var) = sub
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .and_then(|v| v.to_str())
+    else {
+        return;
+    };
+    if std::env::var_os(var).is_some() {
+        e.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![format!(
+                "the value comes from the environment variable {var}; fix or unset it"
+            )
+            .into()]),
+        );
+    }
+}
+
 /// Entry point behind `main`: parses, validates, runs, and returns the exit status.
 pub fn main() -> i32 {
     use clap::Parser;
     let cli = match crate::cli::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
+        Err(mut e) => {
+            name_env_source(&mut e);
             let _ = e.print();
             return if e.use_stderr() {
                 Exit::Usage as i32

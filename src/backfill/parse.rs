@@ -257,7 +257,7 @@ pub fn classify(c: &Candidate, meta: &RunMeta) -> Result<RunFiles, String> {
             Kind::Coverage => out.coverage.push(f.clone()),
             // Another tool's XML beside the reports is left alone, unless it was picked as
             // this run's JUnit report.
-            Kind::OtherXml if !is_html(f) && c.selected.is_none() => {}
+            Kind::OtherXml if !source::is_html(f) && c.selected.is_none() => {}
             // An XML name that holds no XML (empty, text, binary) or an HTML page: a report
             // damaged or replaced (a failed artifact download). The run is skipped by name
             // rather than read without it.
@@ -274,7 +274,7 @@ fn not_a_report(f: &Path, kind: Kind) -> String {
         Kind::Binary => "is a binary file, not text",
         Kind::Text => "is plain text",
         Kind::Json => "is JSON",
-        Kind::OtherXml if is_html(f) => {
+        Kind::OtherXml if source::is_html(f) => {
             return format!(
                 "{}: is an HTML page, not a JUnit XML report (an error page saved in its place?)",
                 f.display()
@@ -286,28 +286,6 @@ fn not_a_report(f: &Path, kind: Kind) -> String {
         Kind::Junit | Kind::Coverage => "is not one of this run's JUnit reports",
     };
     format!("{}: {what}; expected a JUnit XML report", f.display())
-}
-
-/// True when the document's root element is `<html>` (an HTML page saved as `.xml`).
-fn is_html(f: &Path) -> bool {
-    let Ok(mut r) = source::open(f) else {
-        return false;
-    };
-    let mut head = Vec::with_capacity(8192);
-    if r.by_ref().take(64 * 1024).read_to_end(&mut head).is_err() {
-        return false;
-    }
-    let mut xml = quick_xml::Reader::from_reader(head.as_slice());
-    let mut buf = Vec::new();
-    loop {
-        match xml.read_event_into(&mut buf) {
-            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
-                return e.name().as_ref().eq_ignore_ascii_case(b"html")
-            }
-            Ok(quick_xml::events::Event::Eof) | Err(_) => return false,
-            Ok(_) => buf.clear(),
-        }
-    }
 }
 
 fn try_parse(c: &Candidate, ctx: &Context) -> Result<Outcome, String> {

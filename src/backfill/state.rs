@@ -282,7 +282,13 @@ fn take_lock(path: &Path) -> Result<File, StateError> {
     let fail = |e: io::Error| StateError::Lock {
         path: path.to_path_buf(),
         lock: lock.clone(),
-        message: e.to_string(),
+        message: match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) if e.kind() == io::ErrorKind::NotFound && !d.is_dir() => format!(
+                "{e}; the directory {} does not exist: create it first",
+                d.display()
+            ),
+            _ => e.to_string(),
+        },
     };
     let mut f = OpenOptions::new()
         .read(true)

@@ -165,6 +165,19 @@ fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
     if let Some(t) = parse_timestamp(s) {
         return Ok((t * 1000.0).floor() as i64);
     }
+    let t = s.trim();
+    let b = t.as_bytes();
+    if b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "{s:?} is a date without a time; write {t}T00:00:00Z (UTC)"
+        ));
+    }
     parse_age(s)
         .map(|d| now_ms - d.as_millis() as i64)
         .map_err(|_| {
@@ -357,6 +370,10 @@ mod tests {
         assert_eq!(
             e(&["a", "--since", "yesterday"]),
             "--since: \"yesterday\" is neither an ISO 8601 time (2026-11-01T00:00:00Z) nor an age (30d, 12h)"
+        );
+        assert_eq!(
+            e(&["a", "--until", "2026-12-01"]),
+            "--until: \"2026-12-01\" is a date without a time; write 2026-12-01T00:00:00Z (UTC)"
         );
         assert_eq!(
             e(&["a", "--since", "1d", "--until", "2d"]),

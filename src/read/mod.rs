@@ -336,6 +336,9 @@ fn kind_error(p: &Path, k: Kind, wanted: &str) -> ReadError {
     let what = match k {
         Kind::Empty => "is empty".to_string(),
         Kind::Binary => "is a binary file, not text".to_string(),
+        Kind::OtherXml if source::is_html(p) => {
+            "is an HTML page, not a report (an error page saved in its place?)".to_string()
+        }
         Kind::OtherXml => {
             "is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>)"
                 .to_string()

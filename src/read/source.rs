@@ -475,6 +475,28 @@ pub fn sniff(path: &Path) -> Result<Kind, ReadError> {
     Ok(sniff_bytes(&head))
 }
 
+/// True when the document's root element is `<html>` (an HTML page saved as `.xml`).
+pub fn is_html(f: &Path) -> bool {
+    let Ok(mut r) = open(f) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(8192);
+    if r.by_ref().take(64 * 1024).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let mut xml = quick_xml::Reader::from_reader(head.as_slice());
+    let mut buf = Vec::new();
+    loop {
+        match xml.read_event_into(&mut buf) {
+            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
+                return e.name().as_ref().eq_ignore_ascii_case(b"html")
+            }
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return false,
+            Ok(_) => buf.clear(),
+        }
+    }
+}
+
 /// What the first bytes of an input (after any gzip layer) say it is.
 ///
 /// XML and JSON never hold a NUL. A terminal log may hold any control byte: pytest prints

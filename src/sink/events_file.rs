@@ -75,6 +75,24 @@ fn open_append(p: &Path) -> Result<File, EventsFileError> {
         .open(p)
         .map_err(|e| EventsFileError {
             path: p.to_path_buf(),
-            message: format!("cannot open for appending: {e}"),
+            message: open_advice(p, &e),
         })
+}
+
+/// Why `p` cannot be opened, and what to give instead for the two usual slips: a directory
+/// named instead of a file in it, a file in a directory that does not exist.
+fn open_advice(p: &Path, e: &std::io::Error) -> String {
+    if p.is_dir() {
+        return format!(
+            "is a directory; give a file in it, e.g. --events {}",
+            p.join("events.ndjson").display()
+        );
+    }
+    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) if e.kind() == std::io::ErrorKind::NotFound && !d.is_dir() => format!(
+            "cannot open for appending: the directory {} does not exist; create it first",
+            d.display()
+        ),
+        _ => format!("cannot open for appending: {e}"),
+    }
 }

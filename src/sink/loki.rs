@@ -127,23 +127,48 @@ impl<'a> LokiSink<'a> {
     fn flush(&mut self) -> Result<(), DeliveryError> {
         let body = push_body(&self.streams);
         let gz = gzip(&body).map_err(|e| DeliveryError::Setup(format!("cannot gzip: {e}")))?;
-        self.client.send(
-            Method::POST,
-            &self.url,
-            &[
-                ("Content-Type", "application/json"),
-                ("Content-Encoding", "gzip"),
-            ],
-            Some(&gz),
-            "; Loki refuses entries older than its reject_old_samples_max_age or behind a \
+        self.client
+            .send(
+                Method::POST,
+                &self.url,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Encoding", "gzip"),
+                ],
+                Some(&gz),
+                "; Loki refuses entries older than its reject_old_samples_max_age or behind a \
              stream's newest entry (see docs/events.md, \"Loki\")",
-        )?;
+            )
+            .map_err(not_loki)?;
         self.sent += self.entries_in_batch;
         self.requests += 1;
         self.streams.clear();
         self.bytes = 0;
         self.entries_in_batch = 0;
         Ok(())
+    }
+}
+
+/// A 404 or 405 means that no Loki push API answers at the URL (another server on the port,
+/// a path prefix missing), not that Loki refused the entries: say so.
+fn not_loki(e: DeliveryError) -> DeliveryError {
+    match e {
+        DeliveryError::Rejected {
+            method,
+            url,
+            status,
+            body,
+            ..
+        } if status.starts_with("404") || status.starts_with("405") => DeliveryError::Rejected {
+            hint: "; no Loki push API answers there: check --loki, Loki's base URL (e.g. \
+                   http://loki:3100, with any path prefix it is served under)"
+                .to_string(),
+            method,
+            url,
+            status,
+            body,
+        },
+        e => e,
     }
 }
 

@@ -136,15 +136,43 @@ pub fn push(client: &HttpClient, cfg: &PushgatewayConfig, text: &str) -> Result<
     } else {
         text.as_bytes().to_vec()
     };
-    client.send(
-        method,
-        &url,
-        &headers,
-        Some(&body),
-        "; fix what the gateway says (a metric of another type with the same name in another group? \
-         an old Pushgateway without gzip support: try --no-gzip)",
-    )?;
+    client
+        .send(
+            method,
+            &url,
+            &headers,
+            Some(&body),
+            "; fix what the gateway says (a metric of another type with the same name in another group? \
+             an old Pushgateway without gzip support: try --no-gzip)",
+        )
+        .map_err(|e| not_a_gateway(e, &cfg.url))?;
     Ok(())
+}
+
+/// A 404 or 405 to a push means that no Pushgateway answers there (another server on that
+/// port, or a path prefix missing): say so instead of "fix what the gateway says".
+fn not_a_gateway(e: DeliveryError, base: &Url) -> DeliveryError {
+    match e {
+        DeliveryError::Rejected {
+            method,
+            url,
+            status,
+            body,
+            ..
+        } if status.starts_with("404") || status.starts_with("405") => DeliveryError::Rejected {
+            hint: format!(
+                "; no Pushgateway answers at {}: check the port of --gateway (a Pushgateway \
+                 listens on 9091 unless told otherwise) and any path prefix it is served \
+                 under (http://HOST/PREFIX)",
+                crate::sink::http::redact(base)
+            ),
+            method,
+            url,
+            status,
+            body,
+        },
+        e => e,
+    }
 }
 
 /// Deletes the group (`DELETE`, answered 202 even when the group does not exist).
