@@ -556,6 +556,64 @@ fn gateway_without_state_warns_that_a_rerun_counts_again() {
     }
 }
 
+/// A group that `push` writes is refused by `backfill --gateway` before anything is sent: the
+/// run pushed live and backfilled from its `push --archive` copy would count twice, and the
+/// backfill's write would replace push's ledger (the next push would count the last pushes
+/// again). Seen on a real gateway: runs_total 1 → 2 → 4 for two runs before the refusal.
+#[test]
+fn gateway_refuses_a_group_that_push_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let fx = backfill_archive::fixtures();
+    let pg = support::Pushgateway::start();
+    let o = cli()
+        .args([
+            "push",
+            "--no-ci-detect",
+            &p(&fx.join("junit-xunit2.xml")),
+            "--size-report",
+            &p(&fx.join("size-report.json")),
+            "--project",
+            "repro",
+            "--gateway",
+            &pg.url,
+            "--archive",
+            &p(&archive),
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0, "push --archive");
+    let runs_total = || -> f64 {
+        let data = pg.api_metrics();
+        let g = data
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["labels"]["project"] == "repro" && g["labels"].get("ptc_push").is_none())
+            .unwrap_or_else(|| panic!("no group: {data:#}"));
+        g["pytest_runs_total"]["metrics"][0]["value"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(runs_total(), 1.0);
+    let state = tmp.path().join("gw.state");
+    let o = backfill(&[&p(&archive), "--gateway", &pg.url, "--state", &p(&state)]);
+    assert_exit(&o, 2, "backfill --gateway into push's group");
+    assert_last_line(
+        &o,
+        format!(
+            "error: --gateway: the group {}/metrics/job/pytest/project/repro is written by \
+             `ptc-metrics push` (it holds its pending pushes or their ledger): a backfill into it \
+             would count the runs that push delivered a second time; backfill these runs by \
+             --remote-write or --openmetrics, and leave this group to push\n",
+            pg.url
+        ),
+    );
+    assert_eq!(runs_total(), 1.0, "nothing sent");
+}
+
 #[test]
 fn a_symlink_loop_or_a_dangling_link_as_source_is_named_as_such() {
     let tmp = tempfile::tempdir().unwrap();

@@ -793,11 +793,28 @@ fn gateway_seeds(
             None => client.insert(HttpClient::new(http.clone())?),
         };
         let gw = gateway_config(url, &r.group.job, &r.group.grouping, true);
-        if let Some(t) = crate::sink::gateway_view::read_group(c, &gw)?.totals {
+        let view = crate::sink::gateway_view::read_group(c, &gw)?;
+        if !view.ledger.is_empty() || !view.pending.is_empty() {
+            return Err(ConfigError(written_by_push(&gw)).into());
+        }
+        if let Some(t) = view.totals {
             seeds.insert(r.key.clone(), t);
         }
     }
     Ok(seeds)
+}
+
+/// The refusal of a group that `ptc-metrics push` writes (it holds push's ledger or pending
+/// pushes): backfill's write would count the pushed runs again from their archived copies,
+/// and replace the ledger by which push counts each of its pushes once.
+fn written_by_push(gw: &PushgatewayConfig) -> String {
+    format!(
+        "--gateway: the group {} is written by `ptc-metrics push` (it holds its pending pushes \
+         or their ledger): a backfill into it would count the runs that push delivered a second \
+         time; backfill these runs by --remote-write or --openmetrics, and leave this group to \
+         push",
+        crate::sink::http::redact(&gw.group_url())
+    )
 }
 
 fn deliver_gateway(
