@@ -557,6 +557,42 @@ fn flags_also_come_from_the_environment() {
     assert!(t.contains("pytest_runs_total{job=\"pytest\",os=\"linux\",project=\"from-env\",python_version=\"3.12\"} 1\n"), "{t}");
 }
 
+/// Switches from the environment take the usual spellings of CI systems: 1/0, yes/no, on/off,
+/// true/false (any case); 0/no/off/false leave the switch off.
+#[test]
+fn switches_from_the_environment_take_1_yes_on_and_0_no_off() {
+    let d = fixtures().join("pytest-9.2");
+    let report = d.join("junit-xunit2.xml");
+    let run_with = |var: &str, value: &str| {
+        cli()
+            .args(["push", report.to_str().unwrap(), "--project", "p"])
+            .env(var, value)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("PTC_METRICS_GATEWAY")
+            .output()
+            .unwrap()
+    };
+    for on in ["1", "yes", "on", "true", "TRUE", "Yes"] {
+        let o = run_with("PTC_METRICS_DRY_RUN", on);
+        assert_eq!(o.status.code(), Some(0), "{on}: {}", stderr(&o));
+        assert!(stdout(&o).contains("pytest_runs_total{"), "{on}");
+    }
+    for off in ["0", "no", "off", "false"] {
+        // Not a dry run, and no destination: the usage error says so.
+        let o = run_with("PTC_METRICS_DRY_RUN", off);
+        assert_eq!(o.status.code(), Some(2), "{off}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{off}");
+    }
+    let o = run_with("PTC_METRICS_DRY_RUN", "maybe");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o)
+            .contains("tip: the value comes from the environment variable PTC_METRICS_DRY_RUN"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn a_bad_value_from_the_environment_names_the_variable() {
     let d = fixtures().join("pytest-9.2");

@@ -78,7 +78,7 @@ pub struct BackfillArgs {
     )]
     pub headers: Vec<String>,
     /// List the runs that would be delivered (stdout) and deliver nothing; the state is read, not written.
-    #[arg(long, env = "PTC_METRICS_DRY_RUN")]
+    #[arg(long, env = "PTC_METRICS_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
     /// Cut remote-write requests at about this size (uncompressed), e.g. 512KiB, 4MiB (max 16MiB).
     #[arg(
@@ -101,7 +101,7 @@ pub struct BackfillArgs {
     pub progress: ProgressArg,
     /// Forget a batch an interrupted backfill left unacknowledged instead of sending it
     /// again (only when the destination refused it for good).
-    #[arg(long, env = "PTC_METRICS_DISCARD_PENDING")]
+    #[arg(long, env = "PTC_METRICS_DISCARD_PENDING", value_parser = clap::builder::BoolishValueParser::new())]
     pub discard_pending: bool,
     #[command(flatten)]
     pub group: GroupArgs,

@@ -220,7 +220,7 @@ pub struct GroupArgs {
 #[derive(Debug, Args)]
 pub struct CiDetectArgs {
     /// Do not read project, branch, CI job and shard from CI environment variables.
-    #[arg(long, env = "PTC_METRICS_NO_CI_DETECT")]
+    #[arg(long, env = "PTC_METRICS_NO_CI_DETECT", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_ci_detect: bool,
 }
 
@@ -279,7 +279,7 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "PATH", env = "PTC_METRICS_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// A delivery failure prints a warning and exits 0, for CI jobs that must not break on metrics.
-    #[arg(long, env = "PTC_METRICS_SOFT_FAIL")]
+    #[arg(long, env = "PTC_METRICS_SOFT_FAIL", value_parser = clap::builder::BoolishValueParser::new())]
     pub soft_fail: bool,
 }
 
@@ -574,7 +574,7 @@ pub struct EventsArgs {
     #[arg(long, value_name = "PATH|-", env = "PTC_METRICS_EVENTS")]
     pub events: Option<PathBuf>,
     /// An event for every test, not only the notable ones.
-    #[arg(long, env = "PTC_METRICS_EVENTS_ALL")]
+    #[arg(long, env = "PTC_METRICS_EVENTS_ALL", value_parser = clap::builder::BoolishValueParser::new())]
     pub events_all: bool,
     /// Also push the events to Loki's push API at this base URL (http://loki:3100; a tenant
     /// by --header 'X-Scope-OrgID: team-a'; credentials in the URL).

@@ -28,7 +28,7 @@ pub struct PruneArgs {
     )]
     pub keep: Vec<String>,
     /// List what would be deleted and delete nothing.
-    #[arg(long, env = "PTC_METRICS_DRY_RUN")]
+    #[arg(long, env = "PTC_METRICS_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
 }
 

@@ -40,16 +40,16 @@ pub struct PushArgs {
     #[command(flatten)]
     pub series: SeriesArgs,
     /// Print the exposition to stdout and push nothing.
-    #[arg(long, env = "PTC_METRICS_DRY_RUN")]
+    #[arg(long, env = "PTC_METRICS_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
     /// HTTP method of the push.
     #[arg(long, value_enum, env = "PTC_METRICS_METHOD", default_value = "put")]
     pub method: MethodArg,
     /// Push this run's cumulative values alone instead of adding them to the group's.
-    #[arg(long, env = "PTC_METRICS_NO_ACCUMULATE")]
+    #[arg(long, env = "PTC_METRICS_NO_ACCUMULATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_accumulate: bool,
     /// Send the body uncompressed (for Pushgateway older than 1.5).
-    #[arg(long, env = "PTC_METRICS_NO_GZIP")]
+    #[arg(long, env = "PTC_METRICS_NO_GZIP", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_gzip: bool,
     /// Write the metrics to this file for node_exporter's textfile collector (a name ending
     /// in .prom, in its --collector.textfile.directory), alone or as well as --gateway. The
