@@ -408,28 +408,39 @@ fn push_archive_writes_runs_that_backfill_reads_with_their_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
     let fx = backfill_archive::fixtures();
-    let o = cli()
-        .args([
-            "push",
-            "--dry-run",
-            &p(&fx.join("junit-xunit2.xml")),
-            "--size-report",
-            &p(&fx.join("size-report.json")),
-            "--archive",
-            &p(&archive),
-        ])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_REPOSITORY", "acme/shop")
-        .env("GITHUB_REF_NAME", "main")
-        .env("GITHUB_JOB", "tests")
-        .env("GITHUB_SHA", "0123456789abcdef")
-        .env("GITHUB_RUN_ID", "4711")
-        .env_remove("GITHUB_HEAD_REF")
-        .output()
-        .unwrap();
+    let push = || {
+        cli()
+            .args([
+                "push",
+                "--dry-run",
+                &p(&fx.join("junit-xunit2.xml")),
+                "--size-report",
+                &p(&fx.join("size-report.json")),
+                "--archive",
+                &p(&archive),
+            ])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REPOSITORY", "acme/shop")
+            .env("GITHUB_REF_NAME", "main")
+            .env("GITHUB_JOB", "tests")
+            .env("GITHUB_SHA", "0123456789abcdef")
+            .env("GITHUB_RUN_ID", "4711")
+            .env_remove("GITHUB_HEAD_REF")
+            .output()
+            .unwrap()
+    };
+    let o = push();
     assert_exit(&o, 0, "push --archive");
     assert!(
         text(&o.stderr).contains("archived the run in"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The same reports again: the first copy is kept, and the message says so.
+    let o = push();
+    assert_exit(&o, 0, "push --archive again");
+    assert!(
+        text(&o.stderr).contains("the run is archived already in "),
         "{}",
         text(&o.stderr)
     );

@@ -489,6 +489,24 @@ fn prune_leaves_a_push_in_progress_alone() {
         )
     );
     assert_eq!(gw.metric_lines("ptc_pending_pytest_runs_total").len(), 1);
+    // --keep '': no branch is kept, and the summary lists none.
+    let r = run(&[
+        "prune",
+        "--gateway",
+        url,
+        "--older-than",
+        "0.05m",
+        "--keep",
+        "",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "would delete 0 of 0 groups of job \"pytest\" on {url}/ (kept: 0 pushed within 3s)\n"
+        )
+    );
     push(url, "pytest", "feature-z", &[]);
     assert_eq!(
         gw.metric_lines("pytest_runs_total"),

@@ -119,10 +119,17 @@ fn run(cfg: &PruneConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Res
     };
     let _ = writeln!(
         stderr,
-        "{} {n} of {groups} groups of job {job:?}{pending} on {} (kept: {keep_branch} of branches {}, {young} pushed within {})",
+        "{} {n} of {groups} groups of job {job:?}{pending} on {} (kept: {}{young} pushed within {})",
         if cfg.dry_run { "would delete" } else { "deleted" },
         redact(&cfg.gateway.url),
-        cfg.keep.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+        if cfg.keep.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{keep_branch} of branches {}, ",
+                cfg.keep.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        },
         days(limit),
     );
     Ok(())

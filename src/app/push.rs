@@ -69,10 +69,18 @@ fn deliver_metrics(
     }
     if let Some(a) = &cfg.archive {
         // Before delivery, so that a run the destination did not take is archived all the same.
-        let dir =
+        let done =
             crate::backfill::archive::archive_run(a, &cfg.inputs, &cfg.group, summary.timestamp)
                 .map_err(|e| crate::config::ConfigError(e.to_string()))?;
-        let _ = writeln!(stderr, "archived the run in {}", dir.display());
+        let _ = if done.new {
+            writeln!(stderr, "archived the run in {}", done.dir.display())
+        } else {
+            writeln!(
+                stderr,
+                "the run is archived already in {} (the same reports; that copy is kept)",
+                done.dir.display()
+            )
+        };
     }
     let labels = cfg.group.series_labels();
     match &cfg.delivery {

@@ -25,14 +25,23 @@ pub struct ArchiveError {
     pub message: String,
 }
 
-/// Copies the run's inputs into a new run directory under `cfg.dir`; returns it.
+/// Where a run went: its directory, and whether this call wrote it (`false`: the same reports
+/// were archived before, and that copy is kept as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    pub dir: PathBuf,
+    pub new: bool,
+}
+
+/// Copies the run's inputs into a new run directory under `cfg.dir`.
 /// `timestamp` is the run start (METRICS.md §3), Unix seconds.
 pub fn archive_run(
     cfg: &ArchiveConfig,
     inputs: &Inputs,
     group: &GroupConfig,
     timestamp: f64,
-) -> Result<PathBuf, ArchiveError> {
+) -> Result<Archived, ArchiveError> {
+    let kept = |dir: PathBuf| Archived { dir, new: false };
     let fail = |message: String| ArchiveError {
         dir: cfg.dir.clone(),
         message,
@@ -52,7 +61,7 @@ pub fn archive_run(
     let name = format!("{}-{}", compact(ms), &id[..12]);
     let dest = cfg.dir.join(&name);
     if dest.exists() {
-        return Ok(dest);
+        return Ok(kept(dest));
     }
     fs::create_dir_all(&cfg.dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
     let tmp = crate::sink::atomic::temp_path(&dest);
@@ -110,11 +119,14 @@ pub fn archive_run(
         let _ = fs::remove_dir_all(&tmp);
         if dest.exists() {
             // Another process archived the same run meanwhile.
-            return Ok(dest);
+            return Ok(kept(dest));
         }
         return Err(fail(m));
     }
-    Ok(dest)
+    Ok(Archived {
+        dir: dest,
+        new: true,
+    })
 }
 
 fn meta_of(
@@ -196,17 +208,22 @@ mod tests {
                 ("os".into(), "".into()),
             ],
         };
-        let d = archive_run(&cfg, &inputs, &group, 1_795_703_214.051_6).unwrap();
+        let a = archive_run(&cfg, &inputs, &group, 1_795_703_214.051_6).unwrap();
+        assert!(a.new);
+        let d = a.dir;
         assert!(d
             .file_name()
             .unwrap()
             .to_string_lossy()
             .starts_with("20261126T142654Z-"));
         assert!(is_run_dir(&d));
-        // Idempotent.
+        // Idempotent: the first copy is kept, and the answer says so.
         assert_eq!(
             archive_run(&cfg, &inputs, &group, 1_795_703_214.051_6).unwrap(),
-            d
+            Archived {
+                dir: d.clone(),
+                new: false
+            }
         );
         let meta = RunMeta::read(&d.join("run.json")).unwrap();
         assert_eq!(meta.project.as_deref(), Some("acme/shop"));
