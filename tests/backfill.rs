@@ -567,10 +567,11 @@ fn gateway_without_state_warns_that_a_rerun_counts_again() {
     }
 }
 
-/// A group that `push` writes is refused by `backfill --gateway` before anything is sent: the
-/// run pushed live and backfilled from its `push --archive` copy would count twice, and the
-/// backfill's write would replace push's ledger (the next push would count the last pushes
-/// again). Seen on a real gateway: runs_total 1 → 2 → 4 for two runs before the refusal.
+/// A group that `push` writes is refused by `backfill --gateway` before anything is sent, also
+/// after its pending groups are cleaned up (its ledger stays): the run pushed live and
+/// backfilled from its `push --archive` copy would count twice, and the backfill's write would
+/// replace push's ledger (the next push would count the last pushes again). Seen on a real
+/// gateway: runs_total 1 → 2 → 4 for two runs before the refusal.
 #[test]
 fn gateway_refuses_a_group_that_push_writes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -609,6 +610,23 @@ fn gateway_refuses_a_group_that_push_writes() {
             .unwrap()
     };
     assert_eq!(runs_total(), 1.0);
+    // Long after the push its pending group is cleaned up; the group's ledger stays.
+    let data = pg.api_metrics();
+    let ids: Vec<String> = data
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["labels"]["ptc_push"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 1, "{data:#}");
+    for id in ids {
+        let (status, body) = pg.push_raw(
+            "DELETE",
+            &format!("/metrics/job/pytest/project/repro/ptc_push/{id}"),
+            "",
+        );
+        assert_eq!(status, 202, "{body}");
+    }
     let state = tmp.path().join("gw.state");
     let o = backfill(&[&p(&archive), "--gateway", &pg.url, "--state", &p(&state)]);
     assert_exit(&o, 2, "backfill --gateway into push's group");
