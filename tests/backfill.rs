@@ -643,6 +643,53 @@ fn gateway_refuses_a_group_that_push_writes() {
     assert_eq!(runs_total(), 1.0, "nothing sent");
 }
 
+/// A group backfill wrote first (the state knows it) and push wrote since is refused as well:
+/// the check reads the gateway's ledgers of the job on every backfill, not only for groups new
+/// to the state.
+#[test]
+fn gateway_refuses_a_group_that_push_wrote_after_an_earlier_backfill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let fx = backfill_archive::fixtures();
+    let pg = support::Pushgateway::start();
+    let push = |report: &Path, extra: &[&str]| {
+        let o = cli()
+            .args(["push", "--no-ci-detect", &p(report), "--project", "later"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_exit(&o, 0, "push");
+    };
+    let report = fx.join("junit-xunit2.xml");
+    push(&report, &["--dry-run", "--archive", &p(&archive)]);
+    let state = tmp.path().join("gw.state");
+    let args = [
+        p(&archive),
+        "--gateway".into(),
+        pg.url.clone(),
+        "--state".into(),
+        p(&state),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_exit(&backfill(&args), 0, "the first backfill creates the group");
+    // Then the group is pushed to live, and another run is archived.
+    push(&report, &["--gateway", &pg.url]);
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pytest-9.1/junit-xunit2.xml");
+    push(&other, &["--dry-run", "--archive", &p(&archive)]);
+    let o = backfill(&args);
+    assert_exit(&o, 2, "a backfill into the group push wrote since");
+    assert_last_line(
+        &o,
+        format!(
+            "error: --gateway: the group {}/metrics/job/pytest/project/later is written by \
+             `ptc-metrics push` (it holds its pending pushes or their ledger): a backfill into it \
+             would count the runs that push delivered a second time; backfill these runs by \
+             --remote-write or --openmetrics, and leave this group to push\n",
+            pg.url
+        ),
+    );
+}
+
 #[test]
 fn a_symlink_loop_or_a_dangling_link_as_source_is_named_as_such() {
     let tmp = tempfile::tempdir().unwrap();

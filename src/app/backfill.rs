@@ -155,6 +155,7 @@ pub fn backfill(
     // Plan: order, timestamps, running totals.
     let seeds = match &cfg.sink {
         SinkConfig::Gateway { url, http } if !cfg.dry_run => {
+            refuse_push_groups(url, http, &runs)?;
             gateway_seeds(url, http, &runs, &state)?
         }
         _ => BTreeMap::new(),
@@ -793,15 +794,60 @@ fn gateway_seeds(
             None => client.insert(HttpClient::new(http.clone())?),
         };
         let gw = gateway_config(url, &r.group.job, &r.group.grouping, true);
-        let view = crate::sink::gateway_view::read_group(c, &gw)?;
-        if !view.ledger.is_empty() || !view.pending.is_empty() {
-            return Err(ConfigError(written_by_push(&gw)).into());
-        }
-        if let Some(t) = view.totals {
+        if let Some(t) = crate::sink::gateway_view::read_group(c, &gw)?.totals {
             seeds.insert(r.key.clone(), t);
         }
     }
     Ok(seeds)
+}
+
+/// Refuses the backfill when a group it would write is one that `ptc-metrics push` writes
+/// (it holds push's ledger or pending pushes; the ledger stays after the pending groups are
+/// cleaned up), whether or not the state knows the group: one read of the gateway per job.
+fn refuse_push_groups(
+    url: &reqwest::Url,
+    http: &crate::sink::http::HttpConfig,
+    runs: &[ParsedRun],
+) -> Result<()> {
+    // Labels without empty values: the gateway shows a grouping label with an empty value on
+    // every series, a `GroupConfig` leaves it out of the key.
+    let norm = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, v)| !v.is_empty() && k.as_str() != crate::sink::pushgateway::PENDING_LABEL)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut by_job: BTreeMap<&str, Vec<&ParsedRun>> = BTreeMap::new();
+    for r in runs {
+        by_job.entry(r.group.job.as_str()).or_default().push(r);
+    }
+    let mut client = None;
+    for (job, runs) in by_job {
+        let c = match &client {
+            Some(c) => c,
+            None => client.insert(HttpClient::new(http.clone())?),
+        };
+        let gw = gateway_config(url, job, &[], true);
+        let view = crate::sink::gateway_view::read_job(c, &gw, job)?;
+        let mut pushed: BTreeSet<BTreeMap<String, String>> =
+            view.ledgers.keys().map(norm).collect();
+        pushed.extend(
+            view.groups
+                .iter()
+                .filter(|g| {
+                    g.labels
+                        .contains_key(crate::sink::pushgateway::PENDING_LABEL)
+                })
+                .map(|g| norm(&g.labels)),
+        );
+        for r in runs {
+            let gw = gateway_config(url, job, &r.group.grouping, true);
+            if pushed.contains(&gw.group_labels()) {
+                return Err(ConfigError(written_by_push(&gw)).into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The refusal of a group that `ptc-metrics push` writes (it holds push's ledger or pending
