@@ -427,7 +427,7 @@ fn wrong_root_empty_and_binary_files() {
     assert_eq!(
         stderr(&o),
         format!(
-            "error: {}: is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>); expected a JUnit XML report\n",
+            "error: {}: is XML but not a known report (its root is <checkstyle>, not <testsuites>, <testsuite> or <coverage>); expected a JUnit XML report\n",
             p.display()
         )
     );

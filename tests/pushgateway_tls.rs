@@ -231,3 +231,24 @@ fn untrusted_certificate_and_wrong_password_fail_clearly() {
         "{e}"
     );
 }
+
+/// An https:// URL for a gateway that speaks plain HTTP: the message says so.
+#[test]
+fn https_to_a_plain_http_gateway_says_to_use_http() {
+    let gw = support::Pushgateway::start();
+    let url = gw.url.replacen("http://", "https://", 1);
+    let o = cli()
+        .args(["push", &fixture(), "--gateway", &url, "--retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains(&format!(
+            "\nerror: GET {url}/metrics: cannot connect (received corrupt message of type \
+             InvalidContentType: the server speaks plain HTTP; give its http:// URL) after 1 \
+             attempt(s); check the URL and that the server is up\n"
+        )),
+        "{e}"
+    );
+}

@@ -281,7 +281,11 @@ fn not_a_report(f: &Path, kind: Kind) -> String {
             )
         }
         Kind::OtherXml => {
-            "is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>)"
+            return format!(
+                "{}: {}; expected a JUnit XML report",
+                f.display(),
+                source::unknown_xml(f)
+            )
         }
         Kind::Junit | Kind::Coverage => "is not one of this run's JUnit reports",
     };

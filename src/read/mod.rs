@@ -339,10 +339,7 @@ fn kind_error(p: &Path, k: Kind, wanted: &str) -> ReadError {
         Kind::OtherXml if source::is_html(p) => {
             "is an HTML page, not a report (an error page saved in its place?)".to_string()
         }
-        Kind::OtherXml => {
-            "is XML but not a known report (root is not <testsuites>, <testsuite> or <coverage>)"
-                .to_string()
-        }
+        Kind::OtherXml => source::unknown_xml(p),
         Kind::Junit => "is a JUnit report".to_string(),
         Kind::Coverage => "is a coverage report".to_string(),
         Kind::Json => "is JSON".to_string(),

@@ -477,23 +477,40 @@ pub fn sniff(path: &Path) -> Result<Kind, ReadError> {
 
 /// True when the document's root element is `<html>` (an HTML page saved as `.xml`).
 pub fn is_html(f: &Path) -> bool {
-    let Ok(mut r) = open(f) else {
-        return false;
-    };
+    root_element(f).is_some_and(|n| n.eq_ignore_ascii_case("html"))
+}
+
+/// The name of the document's root element, from its first 64 KiB: `None` when there is none
+/// there (or it cannot be read). Control characters escaped, at most 64 characters: the name
+/// goes into messages.
+pub fn root_element(f: &Path) -> Option<String> {
+    let mut r = open(f).ok()?;
     let mut head = Vec::with_capacity(8192);
-    if r.by_ref().take(64 * 1024).read_to_end(&mut head).is_err() {
-        return false;
-    }
+    r.by_ref().take(64 * 1024).read_to_end(&mut head).ok()?;
     let mut xml = quick_xml::Reader::from_reader(head.as_slice());
     let mut buf = Vec::new();
     loop {
         match xml.read_event_into(&mut buf) {
             Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
-                return e.name().as_ref().eq_ignore_ascii_case(b"html")
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                return Some(name.chars().take(64).flat_map(char::escape_debug).collect());
             }
-            Ok(quick_xml::events::Event::Eof) | Err(_) => return false,
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return None,
             Ok(_) => buf.clear(),
         }
+    }
+}
+
+/// An XML document of no kind we read: what its root is, for the message.
+pub fn unknown_xml(f: &Path) -> String {
+    match root_element(f) {
+        Some(root) => format!(
+            "is XML but not a known report (its root is <{root}>, not <testsuites>, <testsuite> \
+             or <coverage>)"
+        ),
+        None => "is XML but not a known report (root is not <testsuites>, <testsuite> or \
+                 <coverage>)"
+            .to_string(),
     }
 }
 

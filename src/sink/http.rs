@@ -566,8 +566,13 @@ fn transport_text(e: &reqwest::Error) -> String {
         cause = s.to_string();
         src = s.source();
     }
+    // rustls reading a plain-HTTP answer where a TLS record should be.
+    let plain_http =
+        e.url().is_some_and(|u| u.scheme() == "https") && cause.contains("InvalidContentType");
     if cause.is_empty() {
         kind.to_string()
+    } else if plain_http {
+        format!("{kind} ({cause}: the server speaks plain HTTP; give its http:// URL)")
     } else {
         format!("{kind} ({cause})")
     }
