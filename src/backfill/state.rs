@@ -282,12 +282,12 @@ fn take_lock(path: &Path) -> Result<File, StateError> {
     let fail = |e: io::Error| StateError::Lock {
         path: path.to_path_buf(),
         lock: lock.clone(),
-        message: match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) if e.kind() == io::ErrorKind::NotFound && !d.is_dir() => format!(
+        message: match crate::sink::atomic::missing_dir(path, &e) {
+            Some(d) => format!(
                 "{e}; the directory {} does not exist: create it first",
                 d.display()
             ),
-            _ => e.to_string(),
+            None => e.to_string(),
         },
     };
     let mut f = OpenOptions::new()

@@ -35,6 +35,15 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// The directory that `err`, from opening or creating `path`, says is missing: `path`'s
+/// parent, when the error is "not found" and that directory is not there (`None` for a bare
+/// file name).
+pub fn missing_dir<'a>(path: &'a Path, err: &io::Error) -> Option<&'a Path> {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .filter(|d| err.kind() == io::ErrorKind::NotFound && !d.is_dir())
+}
+
 /// The temporary name used while writing `path`: `.NAME.PID.tmp` beside it. Hidden, unique
 /// per process, and without the target's extension, so collectors (`*.prom`) and backfill
 /// discovery skip it.

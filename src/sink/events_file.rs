@@ -88,11 +88,11 @@ fn open_advice(p: &Path, e: &std::io::Error) -> String {
             p.join("events.ndjson").display()
         );
     }
-    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) if e.kind() == std::io::ErrorKind::NotFound && !d.is_dir() => format!(
+    match super::atomic::missing_dir(p, e) {
+        Some(d) => format!(
             "cannot open for appending: the directory {} does not exist; create it first",
             d.display()
         ),
-        _ => format!("cannot open for appending: {e}"),
+        None => format!("cannot open for appending: {e}"),
     }
 }
